@@ -1,0 +1,261 @@
+"""The ``loopline`` command: embedded warehouse, simulator, running days, summaries."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from loopline import config
+
+DEMO_START = dt.date(2026, 1, 1)
+
+
+def _server():
+    from loopline.pgserver import LocalPostgres
+
+    return LocalPostgres(config.state_dir() / "postgres")
+
+
+def airflow_environment() -> dict[str, str]:
+    """Airflow settings for the local (embedded) Airflow: home under the state folder."""
+    home = config.state_dir() / "airflow"
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(config.REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(config.REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "GX_ANALYTICS_ENABLED": "False",
+    }
+
+
+def prepare_airflow() -> None:
+    """Point Airflow at the state folder and make sure its metadata DB is migrated."""
+    for key, value in airflow_environment().items():
+        os.environ.setdefault(key, value)
+    Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    server = _server()
+    if args.action == "start":
+        url = server.start()
+        from loopline import warehouse
+
+        revision = warehouse.upgrade(url)
+        print(f"warehouse running: {url} (schema at revision {revision})")
+    elif args.action == "stop":
+        server.stop()
+        print("warehouse stopped")
+    elif args.action == "status":
+        running = server.is_running()
+        print(f"warehouse {'running: ' + server.url() if running else 'stopped'}")
+        return 0 if running else 1
+    elif args.action == "upgrade":
+        from loopline import warehouse
+
+        print(f"warehouse schema at revision {warehouse.upgrade()}")
+    elif args.action == "url":
+        print(config.warehouse_url())
+    elif args.action == "psql":
+        url = config.warehouse_url().replace("+psycopg2", "")
+        os.execvp("psql", ["psql", url])
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from loopline.simulate import Scenario, simulate
+
+    if args.model != "churn":
+        raise SystemExit(
+            f"the simulator writes data for the 'churn' model only, not '{args.model}'"
+        )
+    written = simulate(
+        landing=args.landing or config.landing_root(),
+        labels=args.labels or config.labels_root(),
+        start=args.start,
+        days=args.days,
+        rows_per_day=args.rows,
+        seed=args.seed,
+        scenarios=[Scenario.parse(s) for s in args.scenario],
+        label_delay_days=args.label_delay,
+        file_format=args.format,
+    )
+    for day in written:
+        notes = []
+        if day.corrupted:
+            notes.append(f"{len(day.corrupted)} corrupted rows")
+        if day.renamed:
+            notes.append(f"renamed {day.renamed}")
+        print(
+            f"{day.date}  {day.rows:>7} rows  {day.positives:>5} positives  {day.path}  "
+            + "; ".join(notes)
+        )
+    return 0
+
+
+def run_days(model: str, days: list[dt.date], dag_suffix: str = "daily") -> dict[dt.date, str]:
+    """Run a model's DAG for each day through Airflow's own task execution (``dag.test``)."""
+    prepare_airflow()
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag_id = f"{model}_{dag_suffix}"
+    dag = DagBag(str(config.REPO_ROOT / "dags")).get_dag(dag_id)
+    if dag is None:
+        raise SystemExit(f"no DAG '{dag_id}': is include/specs/{model}.yaml valid?")
+    states = {}
+    for day in days:
+        started = time.monotonic()
+        run = dag.test(run_conf={"partition_date": day.isoformat()})
+        states[day] = str(run.state)
+        print(f"  {dag_id} {day}: {run.state} ({time.monotonic() - started:.1f}s)", flush=True)
+    return states
+
+
+def day_summary(model: str):
+    from loopline import warehouse
+
+    return warehouse.query(
+        "SELECT partition_date, rows_read, rows_clean, rows_quarantined, success, error "
+        "FROM warehouse.validation_results WHERE model = :m ORDER BY partition_date",
+        {"m": model},
+    )
+
+
+def print_summary(model: str) -> None:
+    frame = day_summary(model)
+    print(f"\n{'date':<12}{'read':>8}{'clean':>8}{'quarant.':>10}  status")
+    for row in frame.itertuples():
+        status = "ok" if row.success else f"FAILED: {row.error}"
+        print(
+            f"{row.partition_date!s:<12}{row.rows_read:>8}{row.rows_clean:>8}"
+            f"{row.rows_quarantined:>10}  {status}"
+        )
+    if not frame.empty:
+        print(
+            f"{'total':<12}{frame.rows_read.sum():>8}{frame.rows_clean.sum():>8}"
+            f"{frame.rows_quarantined.sum():>10}"
+        )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    days = [args.start + dt.timedelta(days=i) for i in range((args.end - args.start).days + 1)]
+    states = run_days(args.model, days)
+    print_summary(args.model)
+    return 0 if all(s == "success" for s in states.values()) else 1
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    print_summary(args.model)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """`make run`: warehouse up, a simulated history, every day ingested and validated."""
+    from loopline.simulate import Scenario, simulate
+
+    print("1/4 starting the embedded warehouse ...", flush=True)
+    server = _server()
+    url = server.start()
+    os.environ.setdefault("WAREHOUSE_URL", url)
+    from loopline import warehouse
+
+    warehouse.upgrade(url)
+    print(f"    {url}")
+    scenarios = [
+        Scenario("bad_rows", start_day=8, strength=0.02, duration_days=3),
+        Scenario("schema_break", start_day=args.days - 2, duration_days=1),
+    ]
+    print(
+        f"2/4 simulating {args.days} days of churn data from {DEMO_START} "
+        f"({args.rows} rows/day; bad rows on days 9-11, a renamed column on day {args.days - 1})"
+    )
+    simulate(
+        landing=config.landing_root(),
+        labels=config.labels_root(),
+        start=DEMO_START,
+        days=args.days,
+        rows_per_day=args.rows,
+        seed=args.seed,
+        scenarios=scenarios,
+    )
+    print("3/4 running churn_daily for each day (ingest >> validate) through Airflow ...")
+    days = [DEMO_START + dt.timedelta(days=i) for i in range(args.days)]
+    run_days("churn", days)
+    print("4/4 summary of warehouse.validation_results")
+    print_summary("churn")
+    psql = url.replace("+psycopg2", "")
+    print(f"""
+Query it yourself:
+  psql {psql} -c "SELECT * FROM warehouse.validation_results ORDER BY partition_date"
+  psql {psql} -c "SELECT partition_date, entity_id, reasons FROM warehouse.quarantine LIMIT 5"
+The warehouse keeps running between runs; stop it with `.venv/bin/loopline db stop`,
+reset everything with `make reset`.""")
+    return 0
+
+
+def _date(text: str) -> dt.date:
+    return dt.date.fromisoformat(text)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="loopline", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="the embedded PostgreSQL warehouse")
+    db.add_argument("action", choices=["start", "stop", "status", "upgrade", "url", "psql"])
+    db.set_defaults(func=cmd_db)
+
+    sim = sub.add_parser("simulate", help="write simulated daily files and late labels")
+    sim.add_argument("--model", default="churn")
+    sim.add_argument("--start", type=_date, default=DEMO_START)
+    sim.add_argument("--days", type=int, default=30)
+    sim.add_argument("--rows", type=int, default=2000, help="rows per day")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        help="kind[:start=N,strength=X,days=N,features=a+b]; repeatable",
+    )
+    sim.add_argument("--label-delay", type=int, default=7, help="days until labels arrive")
+    sim.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    sim.add_argument("--landing", help="landing zone root (default: $LOOPLINE_LANDING)")
+    sim.add_argument("--labels", help="labels root (default: $LOOPLINE_LABELS)")
+    sim.set_defaults(func=cmd_simulate)
+
+    run = sub.add_parser("run", help="run a model's daily DAG for a range of days (dag.test)")
+    run.add_argument("model")
+    run.add_argument("--start", type=_date, required=True)
+    run.add_argument("--end", type=_date, required=True)
+    run.set_defaults(func=cmd_run)
+
+    summary = sub.add_parser("summary", help="per-day counts read/clean/quarantined")
+    summary.add_argument("model")
+    summary.set_defaults(func=cmd_summary)
+
+    demo = sub.add_parser("demo", help="the main job of `make run`")
+    demo.add_argument("--days", type=int, default=30)
+    demo.add_argument("--rows", type=int, default=2000)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

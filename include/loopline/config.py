@@ -1,0 +1,43 @@
+"""Where things live. Everything is overridable from the environment; nothing is read from files
+in the repository except the model specs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def state_dir() -> Path:
+    """Git-ignored folder holding the embedded PostgreSQL, Airflow home and local data."""
+    return Path(os.environ.get("LOOPLINE_HOME", REPO_ROOT / ".loopline")).resolve()
+
+
+def specs_dir() -> Path:
+    return Path(os.environ.get("LOOPLINE_SPECS_DIR", REPO_ROOT / "include" / "specs")).resolve()
+
+
+def landing_root() -> str:
+    """Root of the landing zone: files land under ``<root>/<model>/date=YYYY-MM-DD/``."""
+    return os.environ.get("LOOPLINE_LANDING", str(state_dir() / "landing"))
+
+
+def labels_root() -> str:
+    return os.environ.get("LOOPLINE_LABELS", str(state_dir() / "labels"))
+
+
+def warehouse_url() -> str:
+    """SQLAlchemy URL of the warehouse: ``WAREHOUSE_URL``, else the embedded server's."""
+    url = os.environ.get("WAREHOUSE_URL")
+    if url:
+        return url
+    from loopline.pgserver import LocalPostgres
+
+    server = LocalPostgres(state_dir() / "postgres")
+    if not server.is_running():
+        raise RuntimeError(
+            "WAREHOUSE_URL is not set and the embedded PostgreSQL under "
+            f"{server.data_dir} is not running: start it with `loopline db start`"
+        )
+    return server.url("warehouse")

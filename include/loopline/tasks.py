@@ -1,0 +1,205 @@
+"""The Airflow adapter: reusable task groups and the per-spec DAG factories.
+
+This is the only library module that imports Airflow. Task bodies are a few lines that call
+plain library functions; heavy imports (pandas, Great Expectations) happen inside the tasks,
+never at DAG-parse time.
+
+A hand-written DAG composes the same groups with its own tasks::
+
+    from loopline.spec import get_spec
+    from loopline.tasks import ingest_group, validate_group
+
+    spec = get_spec("churn")
+    with DAG("churn_custom", ...):
+        ingest_group(spec) >> my_task() >> validate_group(spec)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, TaskGroup, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from loopline.spec import HOOK_POINTS, ModelSpec, SpecError, load_specs
+
+# Every loopline DAG carries "loopline", one kind tag, and its model's name.
+KIND_TAGS = frozenset({"daily", "train", "labels", "broken-spec", "example"})
+DAILY_DOC = """
+### Daily pipeline of model `{name}`
+
+{description}
+
+1. **ingest**: reads `<landing>/{name}/date=<day>/*.parquet|csv` into `warehouse.raw_rows`,
+   replacing the day (re-runs never duplicate).
+2. **validate**: Great Expectations suite generated from `include/specs/{name}.yaml`; bad rows go
+   to `warehouse.quarantine` with every reason, good rows to `warehouse.clean_rows`, counts to
+   `warehouse.validation_results`. A broken day (missing column, empty, too many bad rows) fails
+   without touching the day's clean rows.
+
+The day processed is the run's data interval start, or the `partition_date` param of a manual run.
+"""
+
+
+def default_args(spec: ModelSpec) -> dict:
+    # Airflow 3.3 defaults retries to 0 and execution_timeout to none: set both on purpose.
+    return {
+        "owner": spec.owner,
+        "retries": 2,
+        "retry_delay": dt.timedelta(minutes=5),
+        "retry_exponential_backoff": True,
+        "execution_timeout": dt.timedelta(hours=1),
+    }
+
+
+def partition_date() -> dt.date:
+    """The day a task works on: the ``partition_date`` param if given, else the data interval."""
+    context = get_current_context()
+    override = (context.get("params") or {}).get("partition_date")
+    if override:
+        return dt.date.fromisoformat(str(override))
+    return context["data_interval_start"].date()
+
+
+def run_id() -> str:
+    return str(get_current_context()["run_id"])
+
+
+@contextmanager
+def fail_fast() -> Iterator[None]:
+    """Errors a retry cannot fix fail the task at once instead of burning its retries."""
+    from loopline.ingest import UnreadableFileError
+    from loopline.validate import BatchValidationError
+
+    try:
+        yield
+    except (BatchValidationError, SpecError, UnreadableFileError) as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def resolve_hook(path: str):
+    module, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise AirflowFailException(f"hook '{path}' cannot be imported: {exc}") from exc
+
+
+def hook_tasks(spec: ModelSpec, point: str) -> list:
+    """One task per callable the spec names for ``point``, chained in the spec's order."""
+    assert point in HOOK_POINTS, point
+    tasks = []
+    for path in getattr(spec.hooks, point):
+
+        @task(task_id=f"{point}__{path.rpartition(':')[2]}")
+        def run_hook(path: str = path) -> None:
+            resolve_hook(path)(model=spec.name, partition_date=partition_date())
+
+        current = run_hook()
+        if tasks:
+            tasks[-1] >> current
+        tasks.append(current)
+    return tasks
+
+
+def _then_hooks(first, spec: ModelSpec, point: str) -> None:
+    hooks = hook_tasks(spec, point)
+    if hooks:
+        first >> hooks[0]
+
+
+def ingest_group(spec: ModelSpec, group_id: str = "ingest") -> TaskGroup:
+    """Land the day's files in ``warehouse.raw_rows``, then the spec's ``after_ingest`` hooks."""
+    with TaskGroup(group_id, tooltip=f"ingest {spec.name} landing files") as group:
+
+        @task
+        def ingest_files() -> dict:
+            from loopline.ingest import ingest_day
+
+            with fail_fast():
+                return ingest_day(spec, partition_date(), run_id=run_id()).as_dict()
+
+        _then_hooks(ingest_files(), spec, "after_ingest")
+    return group
+
+
+def validate_group(spec: ModelSpec, group_id: str = "validate") -> TaskGroup:
+    """Split the day into clean rows and quarantine, then the spec's ``after_validate`` hooks."""
+    with TaskGroup(group_id, tooltip=f"validate {spec.name} rows") as group:
+
+        @task
+        def validate_rows() -> dict:
+            from loopline.validate import validate_day
+
+            with fail_fast():
+                return validate_day(spec, partition_date(), run_id=run_id())
+
+        _then_hooks(validate_rows(), spec, "after_validate")
+    return group
+
+
+def daily_params() -> dict:
+    return {
+        "partition_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Process this day instead of the run's data interval (YYYY-MM-DD).",
+        )
+    }
+
+
+def daily_dag(spec: ModelSpec) -> DAG:
+    """``<model>_daily``: ingest >> validate, one run per day of data."""
+    start = dt.datetime.combine(spec.schedule.start_date, dt.time(), tzinfo=dt.UTC)
+    with DAG(
+        dag_id=f"{spec.name}_daily",
+        description=spec.description or f"daily pipeline of {spec.name}",
+        doc_md=DAILY_DOC.format(name=spec.name, description=spec.description),
+        schedule=CronDataIntervalTimetable(spec.schedule.cron, timezone="UTC"),
+        start_date=start,
+        catchup=spec.schedule.catchup,
+        max_active_runs=4,
+        default_args=default_args(spec),
+        params=daily_params(),
+        tags=["loopline", "daily", spec.name],
+    ) as dag:
+        ingest_group(spec) >> validate_group(spec)
+    return dag
+
+
+def spec_error_dag(error: SpecError) -> DAG:
+    """Stands in for a model whose spec is broken: visible in the UI, failing with the message."""
+    with DAG(
+        dag_id=f"{error.path.stem}_broken_spec",
+        description=str(error)[:200],
+        doc_md=f"### Broken model spec\n\n```\n{error}\n```\n\nFix the file; the DAGs return.",
+        schedule=None,
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        default_args={
+            "owner": "loopline",
+            "retries": 0,
+            "execution_timeout": dt.timedelta(minutes=1),
+        },
+        tags=["loopline", "broken-spec", error.path.stem],
+    ) as dag:
+
+        @task
+        def report_spec_error() -> None:
+            raise AirflowFailException(str(error))
+
+        report_spec_error()
+    return dag
+
+
+def build_dags(factory, *, report_broken_specs: bool = False) -> dict[str, DAG]:
+    """One DAG per loadable spec. A broken spec never breaks the others: one DAG file (the
+    daily one) reports it as a failing stand-in DAG, the other factories skip it."""
+    specs, errors = load_specs()
+    dags = [factory(spec) for spec in specs]
+    if report_broken_specs:
+        dags += [spec_error_dag(error) for error in errors]
+    return {dag.dag_id: dag for dag in dags}
