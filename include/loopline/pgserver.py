@@ -74,15 +74,25 @@ class LocalPostgres:
         return f"postgresql+psycopg2://{user}@127.0.0.1:{self.port}/{database}"
 
     def _run(self, program: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        user = _ensure_system_user() if os.geteuid() == 0 else None
-        return subprocess.run(
+        # Under root, drop to the server's user *and* group: keeping root's group would give
+        # the process root-group permissions, which a private (0700) parent folder denies.
+        identity = {}
+        if os.geteuid() == 0:
+            user = pwd.getpwnam(_ensure_system_user())
+            identity = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+        result = subprocess.run(
             [str(_bin_dir() / program), *args],
-            check=check,
             capture_output=True,
             text=True,
-            user=user,
             timeout=120,
+            **identity,
         )
+        if check and result.returncode != 0:
+            raise RuntimeError(
+                f"{program} failed (exit {result.returncode}) for {self.pgdata}:\n"
+                f"{result.stderr.strip() or result.stdout.strip()}"
+            )
+        return result
 
     def is_running(self) -> bool:
         if not (self.pgdata / "PG_VERSION").exists():

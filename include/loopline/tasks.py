@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -46,10 +47,13 @@ The day processed is the run's data interval start, or the `partition_date` para
 
 def default_args(spec: ModelSpec) -> dict:
     # Airflow 3.3 defaults retries to 0 and execution_timeout to none: set both on purpose.
+    # LOOPLINE_RETRY_DELAY_SECONDS shortens the wait (tests use 1 s so a retry path stays fast).
     return {
         "owner": spec.owner,
         "retries": 2,
-        "retry_delay": dt.timedelta(minutes=5),
+        "retry_delay": dt.timedelta(
+            seconds=int(os.environ.get("LOOPLINE_RETRY_DELAY_SECONDS", 300))
+        ),
         "retry_exponential_backoff": True,
         "execution_timeout": dt.timedelta(hours=1),
     }
