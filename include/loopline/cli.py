@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from loopline import config
@@ -104,19 +106,47 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def output_to(path: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors, so Airflow's too) to a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
 def run_days(model: str, days: list[dt.date], dag_suffix: str = "daily") -> dict[dt.date, str]:
-    """Run a model's DAG for each day through Airflow's own task execution (``dag.test``)."""
+    """Run a model's DAG for each day through Airflow's own task execution (``dag.test``).
+
+    Airflow's task logs go to ``$LOOPLINE_HOME/logs/<dag>.log``; this prints one line a day.
+    """
     prepare_airflow()
     from airflow.dag_processing.dagbag import DagBag
 
     dag_id = f"{model}_{dag_suffix}"
-    dag = DagBag(str(config.REPO_ROOT / "dags")).get_dag(dag_id)
+    log_path = config.state_dir() / "logs" / f"{dag_id}.log"
+    with output_to(log_path):
+        dag = DagBag(str(config.REPO_ROOT / "dags")).get_dag(dag_id)
     if dag is None:
-        raise SystemExit(f"no DAG '{dag_id}': is include/specs/{model}.yaml valid?")
+        raise SystemExit(f"no DAG '{dag_id}': is include/specs/{model}.yaml valid? See {log_path}")
+    print(f"  (Airflow task logs: {log_path})")
     states = {}
     for day in days:
         started = time.monotonic()
-        run = dag.test(run_conf={"partition_date": day.isoformat()})
+        with output_to(log_path):
+            run = dag.test(run_conf={"partition_date": day.isoformat()})
         states[day] = str(run.state)
         print(f"  {dag_id} {day}: {run.state} ({time.monotonic() - started:.1f}s)", flush=True)
     return states
