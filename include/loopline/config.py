@@ -41,3 +41,16 @@ def warehouse_url() -> str:
             f"{server.data_dir} is not running: start it with `loopline db start`"
         )
     return server.url("warehouse")
+
+
+def mlflow_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI``, else the embedded server's ``mlflow`` database."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return warehouse_url().rsplit("/", 1)[0] + "/mlflow"
+
+
+def mlflow_artifacts() -> str:
+    """Where new MLflow experiments keep their artifacts (ignored with an MLflow server)."""
+    return os.environ.get("LOOPLINE_MLFLOW_ARTIFACTS", str(state_dir() / "mlflow-artifacts"))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SYSTEM_USER = "loopline-pg"
-DATABASES = ("warehouse",)
+DATABASES = ("warehouse", "mlflow", "airflow")
 
 
 def _bin_dir() -> Path:

@@ -78,6 +78,7 @@ class Validation(_Strict):
 
 
 class Training(_Strict):
+    cron: str = "0 3 * * 1"  # weekly, Monday 03:00 UTC
     window_days: int = Field(42, ge=3)
     min_days: int = Field(21, ge=3)
     validation_days: int = Field(5, ge=1)
@@ -87,6 +88,8 @@ class Training(_Strict):
 class Metric(_Strict):
     primary: str = "roc_auc"
     max_calibration_error: float = 0.05
+    # Classification: predicted_label = score >= decision_threshold.
+    decision_threshold: float = Field(0.5, gt=0, lt=1)
 
 
 class Gate(_Strict):

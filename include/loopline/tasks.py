@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, TaskGroup, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from loopline.spec import HOOK_POINTS, ModelSpec, SpecError, load_specs
 
@@ -76,11 +76,20 @@ def run_id() -> str:
 def fail_fast() -> Iterator[None]:
     """Errors a retry cannot fix fail the task at once instead of burning its retries."""
     from loopline.ingest import UnreadableFileError
+    from loopline.predict import PredictionInputError
+    from loopline.train import TrainingDataError
     from loopline.validate import BatchValidationError
 
+    permanent = (
+        BatchValidationError,
+        SpecError,
+        UnreadableFileError,
+        PredictionInputError,
+        TrainingDataError,
+    )
     try:
         yield
-    except (BatchValidationError, SpecError, UnreadableFileError) as exc:
+    except permanent as exc:
         raise AirflowFailException(str(exc)) from exc
 
 
@@ -145,6 +154,32 @@ def validate_group(spec: ModelSpec, group_id: str = "validate") -> TaskGroup:
     return group
 
 
+def predict_group(spec: ModelSpec, group_id: str = "predict") -> TaskGroup:
+    """Score the day's clean rows with the champion, then the spec's ``after_predict`` hooks.
+    Without a champion the task is skipped with a message, not failed."""
+    with TaskGroup(group_id, tooltip=f"batch-predict {spec.name}") as group:
+
+        @task
+        def score_day() -> dict:
+            import pandas as pd
+
+            from loopline.predict import NoChampionError, predict_day
+
+            scored_at = pd.Timestamp.now(tz="UTC")  # audit time of the write, not logic
+            with fail_fast():
+                try:
+                    return predict_day(
+                        spec, partition_date(), dag_run_id=run_id(), scored_at=scored_at
+                    )
+                except NoChampionError as exc:
+                    raise AirflowSkipException(
+                        f"{exc}; the first promotion by {spec.name}_train fixes this"
+                    ) from exc
+
+        _then_hooks(score_day(), spec, "after_predict")
+    return group
+
+
 def daily_params() -> dict:
     return {
         "partition_date": Param(
@@ -171,7 +206,100 @@ def daily_dag(spec: ModelSpec) -> DAG:
         params=daily_params(),
         tags=["loopline", "daily", spec.name],
     ) as dag:
-        ingest_group(spec) >> validate_group(spec)
+        ingest_group(spec) >> validate_group(spec) >> predict_group(spec)
+    return dag
+
+
+TRAIN_DOC = """
+### Training pipeline of model `{name}`
+
+Weekly, by hand (params below), or triggered by another DAG with `{{"reason": ...}}` in its conf.
+
+1. **load_labels**: loads label files that have arrived into `warehouse.labels`.
+2. **train**: builds the training set from `warehouse.clean_rows` joined to labels over the spec's
+   window, splits by time (train / validation / holdout), fits a baseline and an XGBoost candidate,
+   logs both to MLflow (experiment `loopline-{name}`).
+3. **evaluate**: holdout metrics, per slice, calibration if needed, plots; registers the model as a
+   new version of `{name}`.
+4. **gate**: scores candidate, baseline and champion on the same holdout now; promotes alias
+   `champion` only if the spec's gate passes, else `challenger`; writes `warehouse.model_events`.
+"""
+
+
+def train_params() -> dict:
+    return {
+        "end_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Train on data available this day (default: run date).",
+        ),
+        "reason": Param(
+            "scheduled", type="string", description="Why this training runs (audited)."
+        ),
+        "seed": Param(0, type="integer", description="Seed for every random source."),
+    }
+
+
+def training_end() -> dt.date:
+    context = get_current_context()
+    override = (context.get("params") or {}).get("end_date")
+    if override:
+        return dt.date.fromisoformat(str(override))
+    return context["data_interval_end"].date()
+
+
+def train_dag(spec: ModelSpec) -> DAG:
+    """``<model>_train``: load labels >> train >> evaluate >> gate."""
+    start = dt.datetime.combine(spec.schedule.start_date, dt.time(), tzinfo=dt.UTC)
+    with DAG(
+        dag_id=f"{spec.name}_train",
+        description=f"train, evaluate and gate {spec.name}",
+        doc_md=TRAIN_DOC.format(name=spec.name),
+        schedule=CronDataIntervalTimetable(spec.training.cron, timezone="UTC"),
+        start_date=start,
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(spec),
+        params=train_params(),
+        tags=["loopline", "train", spec.name],
+    ) as dag:
+
+        @task
+        def load_labels() -> int:
+            from loopline.labels import sync_labels
+
+            return sync_labels(spec, training_end(), run_id=run_id())
+
+        @task
+        def train() -> dict:
+            from loopline.train import run_training
+
+            params = get_current_context()["params"]
+            with fail_fast():
+                return run_training(
+                    spec,
+                    training_end(),
+                    dag_run_id=run_id(),
+                    reason=str(params.get("reason") or "scheduled"),
+                    seed=int(params.get("seed") or 0),
+                )
+
+        @task
+        def evaluate(trained: dict) -> dict:
+            from loopline.evaluate import run_evaluation
+
+            return run_evaluation(spec, trained["mlflow_run_id"])
+
+        @task
+        def gate(evaluated: dict) -> dict:
+            from loopline.registry import run_gate
+
+            return run_gate(spec, evaluated["version"], dag_run_id=run_id())
+
+        trained = train()
+        load_labels() >> trained
+        gate(evaluate(trained))
     return dag
 
 

@@ -67,7 +67,7 @@ def partition_transaction(model: str, partition_date: dt.date, url: str | None =
         raw.close()
 
 
-def copy_frame(cursor, table: str, frame: pd.DataFrame) -> None:
+def copy_frame(cursor, table: str, frame: pd.DataFrame, schema: str | None = SCHEMA) -> None:
     """Bulk-load ``frame`` (columns named as in the table) with COPY ... FROM STDIN (CSV)."""
     if frame.empty:
         return
@@ -75,18 +75,62 @@ def copy_frame(cursor, table: str, frame: pd.DataFrame) -> None:
     frame.to_csv(buffer, index=False, header=False, date_format="%Y-%m-%d %H:%M:%S%z")
     buffer.seek(0)
     columns = ", ".join(f'"{c}"' for c in frame.columns)
-    cursor.copy_expert(f"COPY {SCHEMA}.{table} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
+    target = f"{schema}.{table}" if schema else table
+    cursor.copy_expert(f"COPY {target} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
+
+
+@contextmanager
+def partition_writer(cursor, table: str, model: str, partition_date: dt.date) -> Iterator:
+    """Yield ``load(frame)``, which COPYs rows into a staging table; on exit, swap the
+    partition's rows in ``table`` for the staged ones (delete + insert, same transaction).
+    Rows can be loaded in chunks, so memory does not grow with the size of the day."""
+    stage, columns = f"stage_{table}", []
+    cursor.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {stage} "
+        f"(LIKE {SCHEMA}.{table} INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DROP"
+    )
+    cursor.execute(f"TRUNCATE {stage}")
+
+    def load(frame: pd.DataFrame) -> None:
+        frame = frame.assign(model=model, partition_date=partition_date)
+        columns[:] = [f'"{c}"' for c in frame.columns]
+        copy_frame(cursor, stage, frame, schema=None)
+
+    yield load
+    cursor.execute(
+        f"DELETE FROM {SCHEMA}.{table} WHERE model = %s AND partition_date = %s",
+        (model, partition_date),
+    )
+    if columns:
+        names = ", ".join(columns)
+        cursor.execute(f"INSERT INTO {SCHEMA}.{table} ({names}) SELECT {names} FROM {stage}")
 
 
 def replace_partition(
     cursor, table: str, model: str, partition_date: dt.date, frame: pd.DataFrame
 ) -> None:
-    """Delete the partition's rows in ``table`` and load ``frame`` in their place."""
+    """Swap the partition's rows in ``table`` for ``frame`` (see ``partition_writer``)."""
+    with partition_writer(cursor, table, model, partition_date) as load:
+        load(frame)
+
+
+def upsert_frame(cursor, table: str, key: list[str], frame: pd.DataFrame) -> None:
+    """Insert rows, replacing those with the same ``key``."""
+    if frame.empty:
+        return
+    stage = f"stage_{table}_upsert"
     cursor.execute(
-        f"DELETE FROM {SCHEMA}.{table} WHERE model = %s AND partition_date = %s",
-        (model, partition_date),
+        f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {SCHEMA}.{table} INCLUDING DEFAULTS) "
+        "ON COMMIT DROP"
     )
-    copy_frame(cursor, table, frame.assign(model=model, partition_date=partition_date))
+    cursor.execute(f"TRUNCATE {stage}")
+    copy_frame(cursor, stage, frame, schema=None)
+    columns = ", ".join(f'"{c}"' for c in frame.columns)
+    updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in frame.columns if c not in key)
+    cursor.execute(
+        f"INSERT INTO {SCHEMA}.{table} ({columns}) SELECT {columns} FROM {stage} "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
 
 
 def count_partition(cursor, table: str, model: str, partition_date: dt.date) -> int:
@@ -134,6 +178,41 @@ def read_raw(
     frame["__row_number"] = [r[1] for r in rows]
     frame["__record"] = [r[2] for r in rows]
     return frame, {f[0]: list(f[1]) for f in files}
+
+
+def copy_out(
+    sql: str, params: dict, url: str | None = None, dtype: dict | None = None
+) -> pd.DataFrame:
+    """Run a query through COPY ... TO STDOUT (CSV): the fast way to read many rows."""
+    raw = engine(url).raw_connection()
+    try:
+        cursor = raw.cursor()
+        statement = cursor.mogrify(sql, params).decode()
+        buffer = io.StringIO()
+        cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH (FORMAT csv, HEADER)", buffer)
+        raw.commit()
+    finally:
+        raw.close()
+    buffer.seek(0)
+    return pd.read_csv(
+        buffer, keep_default_na=False, na_values=[""], dtype={"entity_id": str, **(dtype or {})}
+    )
+
+
+def stream_query(sql: str, params: dict, chunk_rows: int, url: str | None = None) -> Iterator:
+    """Yield the result of ``sql`` as DataFrames of at most ``chunk_rows`` rows, read through a
+    server-side cursor: memory is bounded by the chunk, not the result."""
+    raw = engine(url).raw_connection()
+    try:
+        cursor = raw.cursor(name="loopline_stream")
+        cursor.itersize = chunk_rows
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(chunk_rows):
+            yield pd.DataFrame(rows, columns=[d.name for d in cursor.description])
+        cursor.close()
+        raw.commit()
+    finally:
+        raw.close()
 
 
 def query(sql: str, params: dict | None = None, url: str | None = None) -> pd.DataFrame:

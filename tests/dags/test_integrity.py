@@ -77,7 +77,7 @@ def parsed() -> dict:
 
 def test_every_dag_file_imports_without_errors(parsed):
     assert parsed["errors"] == {}
-    assert {"churn_daily", "churn_custom_daily"} <= set(parsed["dags"])
+    assert {"churn_daily", "churn_train", "churn_custom_daily"} <= set(parsed["dags"])
 
 
 def test_each_file_parses_well_under_a_second(parsed):
@@ -107,7 +107,9 @@ def test_owner_retries_timeouts_and_tags_are_set(parsed):
 
 def test_daily_dag_wiring(parsed):
     tasks = parsed["dags"]["churn_daily"]["tasks"]
-    assert set(tasks) == {"ingest.ingest_files", "validate.validate_rows"}
+    assert set(tasks) == {"ingest.ingest_files", "validate.validate_rows", "predict.score_day"}
+    train = parsed["dags"]["churn_train"]["tasks"]
+    assert set(train) == {"load_labels", "train", "evaluate", "gate"}
 
 
 def test_broken_spec_becomes_a_failing_dag_and_spares_the_others(tmp_path):

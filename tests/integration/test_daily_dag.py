@@ -113,7 +113,11 @@ def test_schema_break_fails_clearly_and_leaves_the_clean_day_untouched(pipeline)
     run = run_day("churn_daily", START)
     assert run.state == "failed"
     states = task_states(run)
-    assert states == {"ingest.ingest_files": "success", "validate.validate_rows": "failed"}
+    assert states == {
+        "ingest.ingest_files": "success",
+        "validate.validate_rows": "failed",
+        "predict.score_day": "upstream_failed",
+    }
     validate_ti = next(t for t in run.get_task_instances() if t.task_id == "validate.validate_rows")
     assert validate_ti.try_number == 1  # AirflowFailException: no retries burnt
 
@@ -198,6 +202,7 @@ def test_spec_hooks_run_after_ingest_and_get_model_and_date(pipeline, monkeypatc
         "ingest.after_ingest__record",
         "validate.validate_rows",
         "validate.after_validate__record",
+        "predict.score_day",
     }
     assert tis["ingest.ingest_files"].end_date <= tis["ingest.after_ingest__record"].start_date
     assert tis["ingest.after_ingest__record"].end_date <= tis["validate.validate_rows"].start_date
