@@ -162,9 +162,8 @@ def _draw_labels(
     frame: pd.DataFrame, rng: np.random.Generator, day_index: int, scenarios: Sequence[Scenario]
 ) -> pd.Series:
     """Churn within 30 days, from a logistic model of the features (a few % positives)."""
-    logit = (
-        -4.6
-        + 0.9 * (frame["contract_type"] == "monthly")
+    logit = -5.6 + 1.6 * (
+        0.9 * (frame["contract_type"] == "monthly")
         - 0.025 * frame["tenure_months"]
         + 0.012 * (frame["monthly_charges"] - 65)
         + 0.35 * frame["support_calls_30d"]
