@@ -191,47 +191,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """`make run`: warehouse up, a simulated history, every day ingested and validated."""
-    from loopline.simulate import Scenario, simulate
+    from loopline.demo import run_demo
 
-    print("1/4 starting the embedded warehouse ...", flush=True)
-    server = _server()
-    url = server.start()
-    os.environ.setdefault("WAREHOUSE_URL", url)
-    from loopline import warehouse
-
-    warehouse.upgrade(url)
-    print(f"    {url}")
-    scenarios = [
-        Scenario("bad_rows", start_day=8, strength=0.02, duration_days=3),
-        Scenario("schema_break", start_day=args.days - 2, duration_days=1),
-    ]
-    print(
-        f"2/4 simulating {args.days} days of churn data from {DEMO_START} "
-        f"({args.rows} rows/day; bad rows on days 9-11, a renamed column on day {args.days - 1})"
-    )
-    simulate(
-        landing=config.landing_root(),
-        labels=config.labels_root(),
-        start=DEMO_START,
-        days=args.days,
-        rows_per_day=args.rows,
-        seed=args.seed,
-        scenarios=scenarios,
-    )
-    print("3/4 running churn_daily for each day (ingest >> validate) through Airflow ...")
-    days = [DEMO_START + dt.timedelta(days=i) for i in range(args.days)]
-    run_days("churn", days)
-    print("4/4 summary of warehouse.validation_results")
-    print_summary("churn")
-    psql = url.replace("+psycopg2", "")
-    print(f"""
-Query it yourself:
-  psql {psql} -c "SELECT * FROM warehouse.validation_results ORDER BY partition_date"
-  psql {psql} -c "SELECT partition_date, entity_id, reasons FROM warehouse.quarantine LIMIT 5"
-The warehouse keeps running between runs; stop it with `.venv/bin/loopline db stop`,
-reset everything with `make reset`.""")
-    return 0
+    return run_demo(days=args.days, rows=args.rows, seed=args.seed, port=args.port,
+                    keep_up=not args.exit)  # fmt: skip
 
 
 def _date(text: str) -> dt.date:
@@ -274,10 +237,12 @@ def parser() -> argparse.ArgumentParser:
     summary.add_argument("model")
     summary.set_defaults(func=cmd_summary)
 
-    demo = sub.add_parser("demo", help="the main job of `make run`")
-    demo.add_argument("--days", type=int, default=30)
+    demo = sub.add_parser("demo", help="the main job of `make run`: the loop through Airflow")
+    demo.add_argument("--days", type=int, default=60)
     demo.add_argument("--rows", type=int, default=2000)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--port", type=int, default=8080, help="Airflow UI / API port")
+    demo.add_argument("--exit", action="store_true", help="stop Airflow after the summary")
     demo.set_defaults(func=cmd_demo)
     return root
 
