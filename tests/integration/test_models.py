@@ -174,6 +174,30 @@ def test_daily_dag_scores_every_clean_row_with_the_champion(first_training):
     np.testing.assert_allclose(rescored.score, scored.score)
 
 
+def test_concurrent_scoring_of_one_day_never_duplicates(first_training):
+    import threading
+
+    from loopline.predict import load_champion, predict_day
+
+    spec = get_spec("churn")
+    champion, errors = load_champion(spec), []
+
+    def score(i: int) -> None:
+        try:
+            predict_day(spec, SCORE_DAY, dag_run_id=f"copy-{i}", champion=champion, chunk_rows=97)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=score, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    scored = predictions("churn", SCORE_DAY)
+    assert len(scored) == ROWS and scored.dag_run_id.nunique() == 1  # one copy's rows, whole
+
+
 def test_a_missing_model_column_fails_the_prediction_clearly(first_training, tmp_path, monkeypatch):
     from loopline.predict import PredictionInputError, predict_day
 
