@@ -117,11 +117,11 @@ def measure_peer(spec, champ, frame: pd.DataFrame, rows: int) -> float:
 
     part = frame.rename(columns={"customer_id": "entity_id"}).head(rows)
     started = time.perf_counter()
-    scored = score_chunk(
-        spec,
-        champ,
-        part,
-        day=DAY,
+    scored = score_chunk(spec, champ, part, day=DAY).assign(
+        model=spec.name,
+        partition_date=DAY,
+        model_version=champ.version,
+        mlflow_run_id=champ.run_id,
         dag_run_id="bench",
         scored_at=pd.Timestamp("2026-03-02", tz="UTC"),
     )

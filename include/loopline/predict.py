@@ -58,14 +58,9 @@ def load_champion(spec: ModelSpec) -> Champion:
 
 
 def score_chunk(
-    spec: ModelSpec,
-    champion: Champion,
-    chunk: pd.DataFrame,
-    *,
-    day: dt.date,
-    dag_run_id: str,
-    scored_at: pd.Timestamp,
+    spec: ModelSpec, champion: Champion, chunk: pd.DataFrame, *, day: dt.date
 ) -> pd.DataFrame:
+    """Entity id, score and predicted label of each row of the chunk."""
     missing = [c for c in champion.required_columns if c not in chunk.columns]
     if missing:
         raise PredictionInputError(
@@ -78,17 +73,8 @@ def score_chunk(
         label = (score >= spec.metric.decision_threshold).astype(int)
     else:
         score, label = champion.model.predict(inputs).astype(float), None
-    return pd.DataFrame(
-        {
-            "entity_id": chunk["entity_id"].astype(str).to_numpy(),
-            "model_version": champion.version,
-            "mlflow_run_id": champion.run_id,
-            "score": score,
-            "predicted_label": label,
-            "dag_run_id": dag_run_id,
-            "scored_at": scored_at,
-        }
-    )
+    entity = chunk["entity_id"].astype(str).to_numpy()
+    return pd.DataFrame({"entity_id": entity, "score": score, "predicted_label": label})
 
 
 def predict_day(
@@ -106,16 +92,19 @@ def predict_day(
     scored_at = scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC")
     params = {"model": spec.name, "start": day, "end": day}
     rows = 0
+    constants = {
+        "model_version": champion.version,
+        "mlflow_run_id": champion.run_id,
+        "dag_run_id": dag_run_id,
+        "scored_at": scored_at.to_pydatetime(),
+    }
+    text = {f.name: str for f in spec.features if f.type == "categorical"}
     with (
         warehouse.partition_transaction(spec.name, day, url) as cursor,
-        warehouse.partition_writer(cursor, "predictions", spec.name, day) as load,
+        warehouse.partition_writer(cursor, "predictions", spec.name, day, constants) as load,
     ):
-        for chunk in warehouse.stream_query(clean_rows_sql(spec), params, chunk_rows, url):
-            load(
-                score_chunk(
-                    spec, champion, chunk, day=day, dag_run_id=dag_run_id, scored_at=scored_at
-                )
-            )
+        for chunk in warehouse.stream_query(clean_rows_sql(spec), params, chunk_rows, url, text):
+            load(score_chunk(spec, champion, chunk, day=day))
             rows += len(chunk)
     log.info("model %s version %d, date %s: %d predictions", spec.name, champion.version, day, rows)
     return {

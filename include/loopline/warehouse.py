@@ -80,20 +80,24 @@ def copy_frame(cursor, table: str, frame: pd.DataFrame, schema: str | None = SCH
 
 
 @contextmanager
-def partition_writer(cursor, table: str, model: str, partition_date: dt.date) -> Iterator:
+def partition_writer(
+    cursor, table: str, model: str, partition_date: dt.date, constants: dict | None = None
+) -> Iterator:
     """Yield ``load(frame)``, which COPYs rows into a staging table; on exit, swap the
     partition's rows in ``table`` for the staged ones (delete + insert, same transaction).
-    Rows can be loaded in chunks, so memory does not grow with the size of the day."""
+    Rows can be loaded in chunks, so memory does not grow with the size of the day; columns
+    with one value for the whole partition (``constants``) are added by the insert, not copied.
+    """
     stage, columns = f"stage_{table}", []
-    cursor.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {stage} "
-        f"(LIKE {SCHEMA}.{table} INCLUDING DEFAULTS INCLUDING IDENTITY) ON COMMIT DROP"
-    )
-    cursor.execute(f"TRUNCATE {stage}")
+    constants = {"model": model, "partition_date": partition_date, **(constants or {})}
 
     def load(frame: pd.DataFrame) -> None:
-        frame = frame.assign(model=model, partition_date=partition_date)
-        columns[:] = [f'"{c}"' for c in frame.columns]
+        if not columns:
+            columns.extend(f'"{c}"' for c in frame.columns)
+            cursor.execute(
+                f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS "
+                f"SELECT {', '.join(columns)} FROM {SCHEMA}.{table} WITH NO DATA"
+            )
         copy_frame(cursor, stage, frame, schema=None)
 
     yield load
@@ -102,8 +106,13 @@ def partition_writer(cursor, table: str, model: str, partition_date: dt.date) ->
         (model, partition_date),
     )
     if columns:
-        names = ", ".join(columns)
-        cursor.execute(f"INSERT INTO {SCHEMA}.{table} ({names}) SELECT {names} FROM {stage}")
+        names = ", ".join(columns + [f'"{c}"' for c in constants])
+        values = ", ".join(columns + ["%s"] * len(constants))
+        cursor.execute(
+            f"INSERT INTO {SCHEMA}.{table} ({names}) SELECT {values} FROM {stage}",
+            list(constants.values()),
+        )
+        cursor.execute(f"DROP TABLE {stage}")
 
 
 def replace_partition(
@@ -199,20 +208,33 @@ def copy_out(
     )
 
 
-def stream_query(sql: str, params: dict, chunk_rows: int, url: str | None = None) -> Iterator:
-    """Yield the result of ``sql`` as DataFrames of at most ``chunk_rows`` rows, read through a
-    server-side cursor: memory is bounded by the chunk, not the result."""
+def stream_query(
+    sql: str, params: dict, chunk_rows: int, url: str | None = None, dtype: dict | None = None
+) -> Iterator[pd.DataFrame]:
+    """Yield the result of ``sql`` as DataFrames of at most ``chunk_rows`` rows. The result is
+    COPYed out as CSV into a temporary file on disk and parsed chunk by chunk, so memory is
+    bounded by the chunk, not the result (and COPY + pandas' C parser beat row fetching)."""
+    import tempfile
+
     raw = engine(url).raw_connection()
-    try:
-        cursor = raw.cursor(name="loopline_stream")
-        cursor.itersize = chunk_rows
-        cursor.execute(sql, params)
-        while rows := cursor.fetchmany(chunk_rows):
-            yield pd.DataFrame(rows, columns=[d.name for d in cursor.description])
-        cursor.close()
-        raw.commit()
-    finally:
-        raw.close()
+    with tempfile.TemporaryFile(
+        "w+", dir=config.state_dir() if config.state_dir().is_dir() else None
+    ) as spool:
+        try:
+            cursor = raw.cursor()
+            statement = cursor.mogrify(sql, params).decode()
+            cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH (FORMAT csv, HEADER)", spool)
+            raw.commit()
+        finally:
+            raw.close()
+        spool.seek(0)
+        yield from pd.read_csv(
+            spool,
+            chunksize=chunk_rows,
+            keep_default_na=False,
+            na_values=[""],
+            dtype={"entity_id": str, **(dtype or {})},
+        )
 
 
 def query(sql: str, params: dict | None = None, url: str | None = None) -> pd.DataFrame:
