@@ -19,7 +19,6 @@ import argparse
 import datetime as dt
 import io
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -170,7 +169,9 @@ def child(model_path: str) -> None:
         get_spec("churn"), DAY, dag_run_id="bench", champion=joblib.load(model_path)
     )
     print(result["rows"], file=sys.stderr)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the (large) parent across fork+exec.
+    status = Path("/proc/self/status").read_text().splitlines()
+    print(next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024)
 
 
 def main() -> None:

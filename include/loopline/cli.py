@@ -190,11 +190,35 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from loopline import registry
+
+    result = registry.rollback(args.model, args.to_version, reason=args.reason)
+    print(f"{args.model}: champion v{result['previous_champion']} -> v{result['champion']}")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from loopline import registry
+
+    for e in registry.history(args.model).itertuples():
+        previous = (
+            f" (was v{int(e.previous_champion)})"
+            if e.previous_champion == e.previous_champion
+            else ""
+        )
+        print(
+            f"{e.created_at:%Y-%m-%d %H:%M:%S}  v{e.version:<3} {e.event:<12}{previous}  {'; '.join(e.reasons)}"
+        )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from loopline.demo import run_demo
 
-    return run_demo(days=args.days, rows=args.rows, seed=args.seed, port=args.port,
-                    keep_up=not args.exit)  # fmt: skip
+    return run_demo(
+        days=args.days, rows=args.rows, seed=args.seed, port=args.port, keep_up=not args.exit
+    )
 
 
 def _date(text: str) -> dt.date:
@@ -236,6 +260,18 @@ def parser() -> argparse.ArgumentParser:
     summary = sub.add_parser("summary", help="per-day counts read/clean/quarantined")
     summary.add_argument("model")
     summary.set_defaults(func=cmd_summary)
+
+    rollback = sub.add_parser(
+        "rollback", help="point the champion alias back at an earlier version"
+    )
+    rollback.add_argument("model")
+    rollback.add_argument("--to-version", type=int, help="default: the previous champion")
+    rollback.add_argument("--reason", default="manual rollback (CLI)")
+    rollback.set_defaults(func=cmd_rollback)
+
+    history = sub.add_parser("history", help="promotions, rejections and rollbacks of a model")
+    history.add_argument("model")
+    history.set_defaults(func=cmd_history)
 
     demo = sub.add_parser("demo", help="the main job of `make run`: the loop through Airflow")
     demo.add_argument("--days", type=int, default=60)

@@ -172,6 +172,7 @@ def run_evaluation(spec: ModelSpec, mlflow_run_id: str) -> dict:
     import mlflow
 
     from loopline import registry
+    from loopline.drift import NumericProfile, Profile
     from loopline.features import input_columns
     from loopline.train import LABEL, score
 
@@ -194,7 +195,13 @@ def run_evaluation(spec: ModelSpec, mlflow_run_id: str) -> dict:
             final, scores, calibrated = recalibrated, new_scores, True
             logged |= flat("holdout_", after)
     slices = slice_metrics(spec, holdout, scores)
+    profile = Profile.from_dict(
+        mlflow.artifacts.load_dict(f"runs:/{mlflow_run_id}/reference/features.json")
+    )
+    profile.score = NumericProfile.build(scores)
     with mlflow.start_run(run_id=mlflow_run_id):
+        # The reference every drift check of this version compares with.
+        mlflow.log_dict(profile.to_dict(), "reference/profile.json")
         mlflow.log_metrics(logged)
         mlflow.log_dict(slices, "slices.json")
         mlflow.set_tag("calibrated", str(calibrated))

@@ -117,3 +117,86 @@ def ingest_labels(
 def sync_labels(spec: ModelSpec, until: dt.date, *, run_id: str) -> int:
     """Load every arrival day up to ``until`` (idempotent)."""
     return sum(ingest_labels(spec, day, run_id=run_id) for day in arrival_days(spec, until))
+
+
+def realized_performance(spec: ModelSpec, scored_day: dt.date) -> pd.DataFrame:
+    """Metrics of the predictions made for ``scored_day`` against their labels, per model
+    version, stored in ``warehouse.model_performance`` (replacing that day's rows)."""
+    from loopline import registry
+    from loopline.evaluate import metrics
+    from loopline.gate import gain
+
+    joined = warehouse.query(
+        "SELECT p.model_version, p.score, l.label FROM warehouse.predictions p "
+        "JOIN warehouse.labels l USING (model, partition_date, entity_id) "
+        "WHERE p.model = :m AND p.partition_date = :d",
+        {"m": spec.name, "d": scored_day},
+    )
+    primary, rows = spec.metric.primary, []
+    for version, part in joined.groupby("model_version"):
+        result = metrics(spec, part["label"].to_numpy(), part["score"].to_numpy())
+        tags = registry.client().get_model_version(spec.name, str(version)).tags
+        reference = float(tags[f"holdout_{primary}"]) if f"holdout_{primary}" in tags else None
+        value = result.get(primary)
+        degraded = bool(
+            reference is not None
+            and value == value
+            and gain(primary, value, reference) < -spec.labels.performance_tolerance
+        )
+        rows.append(
+            {
+                "model_version": int(version),
+                "rows": len(part),
+                "metrics": json.dumps({k: v for k, v in result.items() if v == v}),
+                "primary_metric": primary,
+                "value": value if value == value else None,
+                "reference": reference,
+                "degraded": degraded,
+            }
+        )
+    with warehouse.partition_transaction(spec.name, scored_day) as cursor:
+        warehouse.replace_partition(
+            cursor, "model_performance", spec.name, scored_day, pd.DataFrame(rows)
+        )
+    return pd.DataFrame(rows)
+
+
+def performance_signal(spec: ModelSpec, day: dt.date) -> dict:
+    """Concept drift: the champion's realized metric over the last ``drift.window_days`` mature
+    days (pooled), against its holdout metric. Too few rows: no signal."""
+    from loopline import registry
+    from loopline.evaluate import metrics
+    from loopline.gate import gain
+
+    champion = registry.champion_version(spec.name)
+    if champion is None:
+        return {"degraded": False, "text": "no champion"}
+    start = day - dt.timedelta(days=spec.drift.window_days - 1)
+    joined = warehouse.query(
+        "SELECT p.score, l.label FROM warehouse.predictions p "
+        "JOIN warehouse.labels l USING (model, partition_date, entity_id) "
+        "WHERE p.model = :m AND p.model_version = :v AND p.partition_date BETWEEN :s AND :d",
+        {"m": spec.name, "v": int(champion.version), "s": start, "d": day},
+    )
+    primary = spec.metric.primary
+    reference = float(champion.tags.get(f"holdout_{primary}", "nan"))
+    if len(joined) < spec.drift.min_rows:
+        return {
+            "degraded": False,
+            "rows": len(joined),
+            "text": f"{len(joined)} labelled predictions of v{champion.version}, fewer than "
+            f"{spec.drift.min_rows}",
+        }
+    value = metrics(spec, joined["label"].to_numpy(), joined["score"].to_numpy())[primary]
+    change = gain(primary, value, reference)
+    degraded = bool(value == value and change < -spec.labels.performance_tolerance)
+    return {
+        "degraded": degraded,
+        "rows": len(joined),
+        "value": value,
+        "reference": reference,
+        "model_version": int(champion.version),
+        "text": f"realized {primary} of v{champion.version} over {start}..{day} is {value:.4f} "
+        f"vs {reference:.4f} on its holdout (change {change:+.4f}, tolerance "
+        f"{spec.labels.performance_tolerance})",
+    }

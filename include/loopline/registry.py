@@ -213,3 +213,60 @@ def run_gate(spec: ModelSpec, version: int, *, dag_run_id: str | None = None) ->
         "previous_champion": previous,
         "reasons": decision.reasons,
     }
+
+
+class RollbackError(ValueError):
+    """Nothing to roll back to, or the requested version does not exist."""
+
+
+def history(model: str) -> pd.DataFrame:
+    """The append-only promotion / rejection / rollback history."""
+    return warehouse.query(
+        "SELECT id, created_at, event, version, previous_champion, reasons, dag_run_id "
+        "FROM warehouse.model_events WHERE model = :m ORDER BY id",
+        {"m": model},
+    )
+
+
+def rollback(
+    model: str,
+    to_version: int | None = None,
+    *,
+    reason: str = "manual rollback",
+    dag_run_id: str | None = None,
+) -> dict:
+    """Point ``champion`` at ``to_version``, or at the champion before the current one."""
+    current = champion_version(model)
+    if current is None:
+        raise RollbackError(f"model '{model}' has no champion to roll back")
+    if to_version is None:
+        # The champion the current one replaced: walk back through promotions and rollbacks.
+        events = history(model)
+        made = events[
+            (events.version == int(current.version))
+            & events.event.isin(["promoted", "rolled_back"])
+        ]
+        previous = made.previous_champion.dropna()
+        if previous.empty:
+            raise RollbackError(f"model '{model}' v{current.version} replaced no earlier champion")
+        to_version = int(previous.iloc[-1])
+    try:
+        target = client().get_model_version(model, str(to_version))
+    except Exception as exc:
+        raise RollbackError(f"model '{model}' has no version {to_version}") from exc
+    set_alias(model, CHAMPION, target.version)
+    record_event(
+        model,
+        "rolled_back",
+        int(target.version),
+        int(current.version),
+        [f"{reason}: champion v{current.version} -> v{target.version}"],
+        {},
+        target.run_id,
+        dag_run_id,
+    )
+    return {
+        "model": model,
+        "champion": int(target.version),
+        "previous_champion": int(current.version),
+    }

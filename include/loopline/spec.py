@@ -79,6 +79,9 @@ class Validation(_Strict):
 
 class Training(_Strict):
     cron: str = "0 3 * * 1"  # weekly, Monday 03:00 UTC
+    # stateless: from scratch on the sliding window; stateful: continue boosting the champion's
+    # booster on the days after its training window only. Both go through the same gate.
+    mode: Literal["stateless", "stateful"] = "stateless"
     window_days: int = Field(42, ge=3)
     min_days: int = Field(21, ge=3)
     validation_days: int = Field(5, ge=1)
@@ -109,6 +112,8 @@ class Drift(_Strict):
     cooldown_days: int = Field(7, ge=0)
     persistence_k: int = Field(2, ge=1)
     persistence_m: int = Field(3, ge=1)
+    # A retraining needs at least this many labelled rows newer than the champion's window.
+    min_new_labels: int = Field(1000, ge=0)
 
 
 class Labels(_Strict):

@@ -59,8 +59,12 @@ class LocalAirflow:
         """Run an ``airflow`` CLI command against this stack."""
         return subprocess.run(
             [str(Path(sys.executable).with_name("airflow")), *args],
-            env=self.environment(), capture_output=True, text=True, check=check, timeout=600,
-        )  # fmt: skip
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=600,
+        )
 
     def migrate(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -72,9 +76,11 @@ class LocalAirflow:
             args = [component] + (["--port", str(self.port)] if component == "api-server" else [])
             self.processes[component] = subprocess.Popen(
                 [str(Path(sys.executable).with_name("airflow")), *args],
-                env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
+                env=self.environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )  # fmt: skip
+            )
 
     def check_alive(self) -> None:
         for name, process in self.processes.items():

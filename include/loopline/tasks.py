@@ -77,6 +77,7 @@ def fail_fast() -> Iterator[None]:
     """Errors a retry cannot fix fail the task at once instead of burning its retries."""
     from loopline.ingest import UnreadableFileError
     from loopline.predict import PredictionInputError
+    from loopline.registry import RollbackError
     from loopline.train import TrainingDataError
     from loopline.validate import BatchValidationError
 
@@ -86,6 +87,7 @@ def fail_fast() -> Iterator[None]:
         UnreadableFileError,
         PredictionInputError,
         TrainingDataError,
+        RollbackError,
     )
     try:
         yield
@@ -180,6 +182,22 @@ def predict_group(spec: ModelSpec, group_id: str = "predict") -> TaskGroup:
     return group
 
 
+def monitor_group(spec: ModelSpec, group_id: str = "monitor") -> TaskGroup:
+    """Drift check against the champion's profile, then the retraining trigger (custom
+    operators from plugins/)."""
+    from loopline_operators import DriftDetectionOperator, RetrainTriggerOperator
+
+    with TaskGroup(group_id, tooltip=f"drift check of {spec.name}") as group:
+        check = DriftDetectionOperator(task_id="drift_check", model=spec.name)
+        check >> RetrainTriggerOperator(
+            task_id="retrain_trigger",
+            model=spec.name,
+            source="drift",
+            signal_task_id=f"{group_id}.drift_check",
+        )
+    return group
+
+
 def daily_params() -> dict:
     return {
         "partition_date": Param(
@@ -206,7 +224,7 @@ def daily_dag(spec: ModelSpec) -> DAG:
         params=daily_params(),
         tags=["loopline", "daily", spec.name],
     ) as dag:
-        ingest_group(spec) >> validate_group(spec) >> predict_group(spec)
+        ingest_group(spec) >> validate_group(spec) >> predict_group(spec) >> monitor_group(spec)
     return dag
 
 
@@ -300,6 +318,100 @@ def train_dag(spec: ModelSpec) -> DAG:
         trained = train()
         load_labels() >> trained
         gate(evaluate(trained))
+    return dag
+
+
+LABELS_DOC = """
+### Late labels and realized performance of model `{name}`
+
+Daily, one run per arrival day of labels:
+1. **load_labels**: loads `<labels>/{name}/date=<day>/` into `warehouse.labels` (idempotent).
+2. **realized_performance**: joins the labels to the predictions of the day they label
+   (`<day> - labels.delay_days`), stores metrics per model version in `warehouse.model_performance`,
+   and compares the champion's realized metric over the last `drift.window_days` mature days with
+   its holdout metric (concept drift).
+3. **retrain_trigger**: a drop beyond `labels.performance_tolerance` may trigger `{name}_train`,
+   subject to the cool-down, active-run and new-label rules; every decision is recorded.
+"""
+
+
+def labels_dag(spec: ModelSpec) -> DAG:
+    """``<model>_labels``: load the day's late labels, realized performance, retrain trigger."""
+    from loopline_operators import RetrainTriggerOperator
+
+    start = dt.datetime.combine(spec.schedule.start_date, dt.time(), tzinfo=dt.UTC)
+    with DAG(
+        dag_id=f"{spec.name}_labels",
+        description=f"late labels and realized performance of {spec.name}",
+        doc_md=LABELS_DOC.format(name=spec.name),
+        schedule=CronDataIntervalTimetable(spec.schedule.cron, timezone="UTC"),
+        start_date=start,
+        catchup=spec.schedule.catchup,
+        max_active_runs=1,
+        default_args=default_args(spec),
+        params=daily_params(),
+        tags=["loopline", "labels", spec.name],
+    ) as dag:
+
+        @task
+        def load_labels() -> int:
+            from loopline.labels import ingest_labels
+
+            return ingest_labels(spec, partition_date(), run_id=run_id())
+
+        @task
+        def realized_performance() -> dict:
+            from loopline.labels import performance_signal, realized_performance
+
+            scored = partition_date() - dt.timedelta(days=spec.labels.delay_days)
+            realized_performance(spec, scored)
+            return performance_signal(spec, scored)
+
+        (
+            load_labels()
+            >> realized_performance()
+            >> RetrainTriggerOperator(
+                task_id="retrain_trigger",
+                model=spec.name,
+                source="performance",
+                signal_task_id="realized_performance",
+            )
+        )
+    return dag
+
+
+def rollback_dag(spec: ModelSpec) -> DAG:
+    """``<model>_rollback``: point ``champion`` back at the previous (or a given) version."""
+    start = dt.datetime.combine(spec.schedule.start_date, dt.time(), tzinfo=dt.UTC)
+    with DAG(
+        dag_id=f"{spec.name}_rollback",
+        description=f"roll the champion of {spec.name} back",
+        doc_md=f"### Roll back `{spec.name}`\n\nTrigger with `to_version` (empty: the previous "
+        "champion) and a `reason`. Recorded in `warehouse.model_events`.",
+        schedule=None,
+        start_date=start,
+        default_args={**default_args(spec), "retries": 0},
+        params={
+            "to_version": Param(None, type=["null", "integer"], description="version to restore"),
+            "reason": Param("manual rollback", type="string"),
+        },
+        tags=["loopline", "train", spec.name],
+    ) as dag:
+
+        @task
+        def rollback() -> dict:
+            from loopline.registry import rollback as do_rollback
+
+            params = get_current_context()["params"]
+            with fail_fast():
+                return do_rollback(
+                    spec.name,
+                    params.get("to_version"),
+                    reason=params["reason"],
+                    dag_run_id=run_id(),
+                )
+
+        rollback()
     return dag
 
 

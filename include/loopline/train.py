@@ -51,12 +51,13 @@ def training_window(spec: ModelSpec, end: dt.date) -> tuple[dt.date, dt.date]:
     return last - dt.timedelta(days=spec.training.window_days - 1), last
 
 
-def split_by_time(spec: ModelSpec, frame: pd.DataFrame) -> TrainingSet:
+def split_by_time(spec: ModelSpec, frame: pd.DataFrame, min_days: int | None = None) -> TrainingSet:
     days = sorted(frame["partition_date"].unique())
     t = spec.training
-    if len(days) < t.min_days:
+    min_days = t.min_days if min_days is None else min_days
+    if len(days) < min_days:
         raise TrainingDataError(
-            f"model '{spec.name}': {len(days)} labelled days, the spec needs at least {t.min_days}"
+            f"model '{spec.name}': {len(days)} labelled days, the spec needs at least {min_days}"
         )
     holdout_days = set(days[-t.holdout_days :])
     validation_days = set(days[-(t.holdout_days + t.validation_days) : -t.holdout_days])
@@ -106,11 +107,28 @@ def xgboost_params(spec: ModelSpec, data: TrainingSet, seed: int) -> dict:
     return params
 
 
-def fit_xgboost(spec: ModelSpec, data: TrainingSet, seed: int = 0) -> tuple[Pipeline, dict]:
+def base_pipeline(model) -> Pipeline:
+    """The preprocessing + XGBoost pipeline inside a (possibly calibrated) registered model."""
+    if hasattr(model, "calibrated_classifiers_"):  # CalibratedClassifierCV(FrozenEstimator(...))
+        model = model.estimator
+    return (
+        getattr(model, "estimator", model) if type(model).__name__ == "FrozenEstimator" else model
+    )
+
+
+def fit_xgboost(
+    spec: ModelSpec, data: TrainingSet, seed: int = 0, base=None
+) -> tuple[Pipeline, dict]:
     """Preprocessing + XGBoost, early-stopped on the validation split. Returns the fitted
-    pipeline and the parameters used (with the number of trees kept)."""
+    pipeline and the parameters used (with the number of trees kept). With ``base`` (stateful
+    retraining) the base model's fitted preprocessing is kept and boosting continues from its
+    booster on the new data."""
     columns = input_columns(spec)
-    prep = preprocessor(spec).fit(data.train[columns])
+    if base is not None:
+        base = base_pipeline(base)
+        prep = base.named_steps["features"]
+    else:
+        prep = preprocessor(spec).fit(data.train[columns])
     params = xgboost_params(spec, data, seed)
     estimator = (XGBClassifier if spec.target.task == "binary_classification" else XGBRegressor)(
         **params
@@ -120,6 +138,7 @@ def fit_xgboost(spec: ModelSpec, data: TrainingSet, seed: int = 0) -> tuple[Pipe
         data.train[LABEL],
         eval_set=[(prep.transform(data.validation[columns]), data.validation[LABEL])],
         verbose=False,
+        xgb_model=base.named_steps["model"].get_booster() if base is not None else None,
     )
     params["best_iteration"] = int(estimator.best_iteration)
     return Pipeline([("features", prep), ("model", estimator)]), params
@@ -141,13 +160,26 @@ def run_training(
     import mlflow
 
     from loopline import registry
+    from loopline.drift import build_profile
+    from loopline.evaluate import feature_importance
     from loopline.features import read_clean
 
     start, last = training_window(spec, end)
+    base, min_days = None, None
+    champion = registry.champion_version(spec.name) if spec.training.mode == "stateful" else None
+    if champion is not None:
+        # Stateful: continue from the champion, on the days after its training window only.
+        base = registry.load_model(f"models:/{spec.name}/{champion.version}")
+        window_end = registry.client().get_run(champion.run_id).data.tags["window_end"]
+        start = max(start, dt.date.fromisoformat(window_end) + dt.timedelta(days=1))
+        min_days = spec.training.holdout_days + spec.training.validation_days + 1
     frame = read_clean(spec, start, last, with_labels=True)
-    data = split_by_time(spec, frame)
+    data = split_by_time(spec, frame, min_days)
     baseline = fit_baseline(spec, data)
-    candidate, params = fit_xgboost(spec, data, seed)
+    candidate, params = fit_xgboost(spec, data, seed, base)
+    params["mode"] = "stateful" if base is not None else "stateless"
+    if champion is not None:
+        params["base_version"] = int(champion.version)
     columns = input_columns(spec)
     sample = data.validation[columns].head(200)
     window = data.window
@@ -168,6 +200,15 @@ def run_training(
         registry.log_model(candidate, "candidate", sample, score(spec, candidate, sample))
         for name in ("validation", "holdout"):
             registry.log_frame(getattr(data, name), f"data/{name}.parquet")
+        importance = feature_importance(candidate)
+        profile = build_profile(
+            spec,
+            data.train,
+            labels=data.train[LABEL].to_numpy(),
+            seed=seed,
+            importance=importance.to_dict() if importance is not None else {},
+        )
+        mlflow.log_dict(profile.to_dict(), "reference/features.json")
     return {
         "mlflow_run_id": run.info.run_id,
         "window": [d.isoformat() for d in window],

@@ -77,7 +77,13 @@ def parsed() -> dict:
 
 def test_every_dag_file_imports_without_errors(parsed):
     assert parsed["errors"] == {}
-    assert {"churn_daily", "churn_train", "churn_custom_daily"} <= set(parsed["dags"])
+    assert {
+        "churn_daily",
+        "churn_train",
+        "churn_labels",
+        "churn_rollback",
+        "churn_custom_daily",
+    } <= set(parsed["dags"])
 
 
 def test_each_file_parses_well_under_a_second(parsed):
@@ -101,13 +107,22 @@ def test_owner_retries_timeouts_and_tags_are_set(parsed):
         for task_id, task in dag["tasks"].items():
             assert task["owner"] not in ("", "airflow"), (dag_id, task_id)
             assert task["timeout"] and task["timeout"] > 0, (dag_id, task_id)
-            if not dag_id.endswith("_broken_spec"):
+            # A rollback is not retried (a retry after a half-done rollback would roll back twice).
+            if not dag_id.endswith(("_broken_spec", "_rollback")):
                 assert task["retries"] >= 1 and task["retry_delay"] > 0, (dag_id, task_id)
 
 
 def test_daily_dag_wiring(parsed):
     tasks = parsed["dags"]["churn_daily"]["tasks"]
-    assert set(tasks) == {"ingest.ingest_files", "validate.validate_rows", "predict.score_day"}
+    assert set(tasks) == {
+        "ingest.ingest_files",
+        "validate.validate_rows",
+        "predict.score_day",
+        "monitor.drift_check",
+        "monitor.retrain_trigger",
+    }
+    labels = parsed["dags"]["churn_labels"]["tasks"]
+    assert set(labels) == {"load_labels", "realized_performance", "retrain_trigger"}
     train = parsed["dags"]["churn_train"]["tasks"]
     assert set(train) == {"load_labels", "train", "evaluate", "gate"}
 
