@@ -1,0 +1,297 @@
+"""Continual learning end to end: drift checks, retrain triggers, labels, rollback.
+
+Real PostgreSQL, a real MLflow store, the DAGs through dag.test(). The spec is churn's with short
+windows (2-day drift window, 2-day label delay) so a scenario replays in a few dozen runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+
+import numpy as np
+import pytest
+import yaml
+from sqlalchemy import text
+
+from loopline import registry, warehouse
+from loopline.ingest import ingest_day
+from loopline.simulate import Scenario, simulate
+from loopline.spec import get_spec
+from loopline.validate import validate_day
+
+from .conftest import REPO, run_day, task_states
+
+START = dt.date(2026, 1, 1)
+SEEDED = 10  # days ingested before the first training
+SETTINGS = {
+    "training": {"window_days": 14, "min_days": 8, "validation_days": 2, "holdout_days": 3},
+    "labels": {"delay_days": 2, "performance_tolerance": 0.05},
+    "drift": {
+        "window_days": 2,
+        "alpha": 0.01,
+        "psi_threshold": 0.2,
+        "min_rows": 300,
+        "dataset_threshold": 0.1,
+        "cooldown_days": 4,
+        "persistence_k": 2,
+        "persistence_m": 3,
+        "min_new_labels": 300,
+    },
+}
+
+
+def day(i: int) -> dt.date:
+    return START + dt.timedelta(days=i)
+
+
+def dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(str(REPO / "dags")).get_dag(dag_id)
+
+
+def train_runs(states: tuple[str, ...] = ("queued", "running")):
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs = (
+            session.query(DagRun)
+            .filter(DagRun.dag_id == "churn_train", DagRun.state.in_(states))
+            .all()
+        )
+        return [(r.run_id, dict(r.conf or {}), r.note) for r in runs]
+
+
+def finish_queued_trainings(execute: bool = False) -> list[dict]:
+    """Stand in for the scheduler: optionally run each queued training (same conf), then mark
+    the queued run finished, so the "queued or running" rule sees what production would."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+
+    confs = []
+    for run_id, conf, _ in train_runs():
+        if execute:
+            assert dag("churn_train").test(run_conf=conf).state == "success"
+        with create_session() as session:
+            session.query(DagRun).filter(DagRun.run_id == run_id).update(
+                {DagRun.state: DagRunState.SUCCESS}
+            )
+        confs.append(conf)
+    return confs
+
+
+@pytest.fixture
+def world(warehouse_url, airflow_db, tmp_path, monkeypatch):
+    """A fresh warehouse, registry and Airflow history; returns a function that simulates
+    ``days`` days with ``scenarios``, ingests the first ten and trains the first champion."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    spec = yaml.safe_load((REPO / "include/specs/churn.yaml").read_text()) | SETTINGS
+    (specs / "churn.yaml").write_text(yaml.safe_dump(spec))
+    for key, value in {
+        "LOOPLINE_SPECS_DIR": specs,
+        "LOOPLINE_LANDING": tmp_path / "landing",
+        "LOOPLINE_LABELS": tmp_path / "labels",
+    }.items():
+        monkeypatch.setenv(key, str(value))
+    with warehouse.engine(warehouse_url).begin() as conn:
+        tables = (
+            conn.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'warehouse' "
+                    "AND tablename <> 'alembic_version'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        conn.execute(text(f"TRUNCATE {', '.join('warehouse.' + t for t in tables)}"))
+    with contextlib.suppress(Exception):
+        registry.client().delete_registered_model("churn")
+    finish_queued_trainings()
+
+    def make(days: int, scenarios=(), rows: int = 600):
+        simulate(
+            landing=str(tmp_path / "landing"),
+            labels=str(tmp_path / "labels"),
+            start=START,
+            days=days,
+            rows_per_day=rows,
+            seed=8,
+            scenarios=scenarios,
+            label_delay_days=2,
+        )
+        churn = get_spec("churn")
+        for i in range(SEEDED):
+            ingest_day(churn, day(i), run_id="seed")
+            validate_day(churn, day(i), run_id="seed")
+        trained = dag("churn_train").test(
+            run_conf={"end_date": day(SEEDED).isoformat(), "reason": "first"}
+        )
+        assert trained.state == "success", task_states(trained)
+        assert int(registry.champion_version("churn").version) == 1
+
+    return make
+
+
+def reports() -> list[tuple]:
+    return [
+        tuple(r)
+        for r in warehouse.query(
+            "SELECT r.partition_date, r.dataset_drift, r.drifted_features FROM warehouse.drift_reports r "
+            "WHERE model = 'churn' ORDER BY partition_date"
+        ).itertuples(index=False)
+    ]
+
+
+def decisions(source: str = "drift") -> list[tuple]:
+    return [
+        tuple(r)
+        for r in warehouse.query(
+            "SELECT partition_date, triggered, reason FROM warehouse.retrain_decisions "
+            "WHERE model = 'churn' AND source = :s ORDER BY partition_date",
+            {"s": source},
+        ).itertuples(index=False)
+    ]
+
+
+def test_no_drift_means_no_alarms_and_no_retraining(world):
+    world(22)
+    for i in range(SEEDED, 22):
+        run = run_day("churn_daily", day(i))
+        assert run.state == "success", task_states(run)
+    found = reports()
+    assert len(found) == 12
+    assert sum(1 for _, drifted, _ in found if drifted) <= 1
+    assert sum(1 for _, _, features in found if features) <= 2  # no feature flagged on most days
+    assert not any(triggered for _, triggered, _ in decisions())
+    assert train_runs() == []
+    features = warehouse.query(
+        "SELECT count(*) AS n, count(*) FILTER (WHERE decision = 'drift') AS d "
+        "FROM warehouse.drift_features"
+    )
+    assert features.n[0] == 12 * 21 and features.d[0] <= 2
+
+
+def test_covariate_shift_flags_exactly_the_shifted_features_and_retraining_respects_cooldown(world):
+    shift_day = 13
+    world(24, [Scenario("covariate_shift", start_day=shift_day, strength=1.0)])
+    for i in range(SEEDED, 24):
+        run = run_day("churn_daily", day(i))
+        assert run.state == "success", task_states(run)
+        assert run_day("churn_labels", day(i)).state == "success"
+        finish_queued_trainings()  # trainings run (and are judged by the gate) elsewhere
+
+    found = {d: (drifted, sorted(features)) for d, drifted, features in reports()}
+    before = [found[day(i)] for i in range(SEEDED, shift_day)]
+    assert all(not drifted for drifted, _ in before)
+    first = min(d for d, (drifted, _) in found.items() if drifted)
+    assert first <= day(shift_day + 1)  # within two daily runs of the shift
+    flagged = {tuple(features) for d, (_, features) in found.items() if d >= day(shift_day + 1)}
+    assert flagged == {("days_since_last_login", "monthly_charges")}
+
+    made = decisions()
+    triggered = [d for d, t, _ in made if t]
+    # Persistence (2 of 3) delays the first trigger by a check; then one per 4-day cool-down.
+    assert triggered == [day(shift_day + 1), day(shift_day + 5), day(shift_day + 9)]
+    suppressed = [reason for d, t, reason in made if not t and d > triggered[0]]
+    assert suppressed and all("cool-down" in reason for reason in suppressed)
+
+    report = warehouse.query(
+        "SELECT report_uri FROM warehouse.drift_reports WHERE partition_date = :d",
+        {"d": triggered[0]},
+    ).report_uri[0]
+    page = open(report).read()
+    assert "monthly_charges" in page and page.count("data:image/png;base64") == 2
+
+
+def test_a_learned_shift_stops_alarming_after_promotion(world):
+    world(30, [Scenario("covariate_shift", start_day=11, strength=1.0)])
+    for i in range(SEEDED, 14):
+        assert run_day("churn_daily", day(i)).state == "success"
+    assert reports()[-1][1]  # the shift alarms against v1's profile
+    churn = get_spec("churn")
+    for i in range(14, 26):  # days pass; the pipeline keeps ingesting
+        ingest_day(churn, day(i), run_id="seed")
+        validate_day(churn, day(i), run_id="seed")
+    retrained = dag("churn_train").test(
+        run_conf={"end_date": day(26).isoformat(), "reason": "test: learn the shift"}
+    )
+    assert retrained.state == "success"
+    if int(registry.champion_version("churn").version) == 1:  # the gate may keep v1; adopt v2
+        registry.rollback("churn", 2, reason="test: adopt the retrained model")
+    for i in range(26, 30):
+        assert run_day("churn_daily", day(i)).state == "success"
+    late = [(d, drifted, features) for d, drifted, features in reports() if d >= day(26)]
+    assert len(late) == 4 and not any(drifted for _, drifted, _ in late), late
+    versions = warehouse.query(
+        "SELECT DISTINCT model_version FROM warehouse.drift_reports WHERE partition_date >= :d",
+        {"d": day(26)},
+    )
+    assert versions.model_version.tolist() == [2]  # the reference is the new champion's
+
+
+def test_rollback_restores_the_previous_champion_and_the_next_run_scores_with_it(world):
+    world(16)
+    conf = {"end_date": day(14).isoformat(), "reason": "second"}
+    assert dag("churn_train").test(run_conf=conf).state == "success"
+    registry.rollback("churn", 2, reason="test: pretend v2 won")
+    assert int(registry.champion_version("churn").version) == 2
+
+    run = dag("churn_rollback").test(run_conf={"reason": "v2 misbehaves"})
+    assert run.state == "success", task_states(run)
+    assert int(registry.champion_version("churn").version) == 1
+    history = registry.history("churn")
+    assert history.event.tolist()[-2:] == ["rolled_back", "rolled_back"]
+    last = history.iloc[-1]
+    assert (last.version, last.previous_champion) == (1, 2)
+    assert "v2 misbehaves" in last.reasons[0]
+
+    assert run_day("churn_daily", day(15)).state == "success"
+    scored = warehouse.query(
+        "SELECT DISTINCT model_version FROM warehouse.predictions WHERE partition_date = :d",
+        {"d": day(15)},
+    )
+    assert scored.model_version.tolist() == [1]
+
+
+def test_concept_drift_is_caught_by_the_labels_dag_and_the_retrained_model_is_better(
+    world, monkeypatch
+):
+    drift_day = 12
+    world(30, [Scenario("concept_drift", start_day=drift_day, strength=1.5)], rows=1500)
+    for i in range(SEEDED, 30):
+        assert run_day("churn_daily", day(i)).state == "success"
+        labels = run_day("churn_labels", day(i))
+        assert labels.state == "success", task_states(labels)
+        if train_runs():
+            break
+    made = decisions("performance")
+    triggered = [(d, reason) for d, t, reason in made if t]
+    assert triggered, made
+    trigger_day, reason = triggered[0]
+    assert reason.startswith("performance: realized roc_auc of v1")
+    assert trigger_day - dt.timedelta(days=2) >= day(drift_day)  # labels of drifted days
+    old = registry.load_model("models:/churn/1")
+    finish_queued_trainings(execute=True)
+    # Scored now on days after the retraining's window, both versions on the same rows.
+    from loopline.features import read_clean
+    from loopline.train import score
+    from sklearn.metrics import roc_auc_score
+
+    for i in range(trigger_day.toordinal() - START.toordinal() + 1, 30):
+        run_day("churn_labels", day(i))
+    new_version = max(
+        int(v.version) for v in registry.client().search_model_versions("name='churn'")
+    )
+    new = registry.load_model(f"models:/churn/{new_version}")
+    churn = get_spec("churn")
+    later = read_clean(churn, trigger_day, day(27), with_labels=True)
+    assert len(later) > 1000
+    auc_old = roc_auc_score(later.label, score(churn, old, later))
+    auc_new = roc_auc_score(later.label, score(churn, new, later))
+    assert auc_new > auc_old, (auc_new, auc_old)
+    assert np.isfinite(auc_new)
