@@ -208,7 +208,8 @@ def cmd_history(args: argparse.Namespace) -> int:
             else ""
         )
         print(
-            f"{e.created_at:%Y-%m-%d %H:%M:%S}  v{e.version:<3} {e.event:<12}{previous}  {'; '.join(e.reasons)}"
+            f"{e.created_at:%Y-%m-%d %H:%M:%S}  v{e.version:<3} {e.event:<12}{previous}  "
+            + "; ".join(e.reasons)
         )
     return 0
 
@@ -274,7 +275,7 @@ def parser() -> argparse.ArgumentParser:
     history.set_defaults(func=cmd_history)
 
     demo = sub.add_parser("demo", help="the main job of `make run`: the loop through Airflow")
-    demo.add_argument("--days", type=int, default=60)
+    demo.add_argument("--days", type=int, default=56)
     demo.add_argument("--rows", type=int, default=2000)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--port", type=int, default=8080, help="Airflow UI / API port")

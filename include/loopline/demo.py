@@ -1,11 +1,14 @@
 """The main job of `make run`: the whole loop through the real Airflow scheduler.
 
 1. start the embedded PostgreSQL (warehouse, Airflow metadata and MLflow databases) and migrate;
-2. simulate ``days`` days of churn data ending yesterday (bad rows on a few days);
+2. simulate ``days`` days of churn data ending yesterday (bad rows on a few days, a covariate
+   shift in the last days);
 3. start Airflow (api-server with the UI, scheduler, dag-processor, triggerer; LocalExecutor);
-4. backfill ``churn_daily`` over the first days (ingest, validate; nothing to score yet);
+4. backfill ``churn_daily`` and ``churn_labels`` over the first days (nothing to score yet);
 5. trigger ``churn_train`` once enough labelled days exist; the gate promotes a champion;
-6. backfill the remaining days: the champion scores each into ``warehouse.predictions``;
+6. run the last two weeks day by day: the champion scores each day, the drift check compares it
+   with the champion's profile, the shift is detected and triggers a retraining, which the
+   scheduler runs and the gate judges;
 7. print a summary and keep the UI up until Ctrl-C.
 """
 
@@ -20,7 +23,6 @@ import time
 from loopline import config, warehouse
 from loopline.pgserver import LocalPostgres
 from loopline.simulate import Scenario, simulate
-from loopline.spec import get_spec
 from loopline.stack import LocalAirflow
 
 MODEL = "churn"
@@ -65,6 +67,32 @@ def print_days(model: str) -> None:
     )
 
 
+def print_monitoring(model: str) -> None:
+    drift = warehouse.query(
+        "SELECT partition_date, dataset_drift, drifted_share, drifted_features, report_uri "
+        "FROM warehouse.drift_reports WHERE model = :m ORDER BY partition_date",
+        {"m": model},
+    )
+    for r in drift.itertuples():
+        verdict = "DRIFT" if r.dataset_drift else "ok   "
+        print(
+            f"  {r.partition_date}  {verdict} share {r.drifted_share:.2f}  "
+            f"{', '.join(r.drifted_features) or '-'}"
+        )
+    if len(drift) and drift.dataset_drift.any():
+        print(f"  report of the first drift: {drift[drift.dataset_drift].report_uri.iloc[0]}")
+    decisions = warehouse.query(
+        "SELECT partition_date, source, triggered, reason FROM warehouse.retrain_decisions "
+        "WHERE model = :m AND (triggered OR reason NOT LIKE 'no %') ORDER BY partition_date",
+        {"m": model},
+    )
+    for r in decisions.itertuples():
+        print(
+            f"  {r.partition_date} {r.source:<11} {'TRIGGERED' if r.triggered else 'suppressed'}: "
+            f"{r.reason}"
+        )
+
+
 def print_models(model: str) -> None:
     events = warehouse.query(
         "SELECT created_at, event, version, previous_champion, reasons FROM warehouse.model_events "
@@ -95,7 +123,7 @@ def print_models(model: str) -> None:
 
 
 def run_demo(
-    *, days: int = 60, rows: int = 2000, seed: int = 0, port: int = 8080, keep_up: bool = True
+    *, days: int = 56, rows: int = 2000, seed: int = 0, port: int = 8080, keep_up: bool = True
 ) -> int:
     started = time.monotonic()
     _step("starting the embedded PostgreSQL (warehouse, airflow, mlflow databases)")
@@ -105,14 +133,15 @@ def run_demo(
     warehouse.upgrade(url)
     print(f"   {url}")
 
-    spec = get_spec(MODEL)
     last = dt.date.today() - dt.timedelta(days=1)
     first = last - dt.timedelta(days=days - 1)
-    train_after = min(
-        days - 5, max(spec.training.min_days + spec.labels.delay_days + 14, days * 2 // 3)
+    train_after = days - 14  # two weeks of live operation after the first training
+    train_end, shift_day = first + dt.timedelta(days=train_after), train_after + 3
+    _step(
+        f"simulating {days} days of {MODEL} data, {first} .. {last} ({rows} rows/day): "
+        f"bad rows on days 10-12, a covariate shift from "
+        f"{first + dt.timedelta(days=shift_day)}"
     )
-    train_end = first + dt.timedelta(days=train_after)
-    _step(f"simulating {days} days of {MODEL} data, {first} .. {last} ({rows} rows/day)")
     simulate(
         landing=config.landing_root(),
         labels=config.labels_root(),
@@ -120,38 +149,43 @@ def run_demo(
         days=days,
         rows_per_day=rows,
         seed=seed,
-        scenarios=[Scenario("bad_rows", start_day=9, strength=0.02, duration_days=3)],
+        scenarios=[
+            Scenario("bad_rows", start_day=9, strength=0.02, duration_days=3),
+            Scenario("covariate_shift", start_day=shift_day, strength=1.0),
+        ],
     )
 
     airflow = LocalAirflow(config.state_dir() / "airflow", server.url("airflow"), port=port)
     _step(f"starting Airflow on http://localhost:{port} (logs: {airflow.logs})")
     airflow.migrate()
     airflow.start()
+    daily, labels, train = f"{MODEL}_daily", f"{MODEL}_labels", f"{MODEL}_train"
     try:
         airflow.wait_healthy()
-        airflow.wait_dags([f"{MODEL}_daily", f"{MODEL}_train"])
-        daily, train = f"{MODEL}_daily", f"{MODEL}_train"
-        airflow.airflow("dags", "unpause", daily)
-        last_seeded = train_end - dt.timedelta(days=1)
-        _step(f"backfilling {daily} for {first} .. {last_seeded} (ingest, validate; no model yet)")
-        _backfill(airflow, daily, first, last_seeded)
-        expected = (last_seeded - first).days + 1
-        airflow.wait_runs(daily, expected, timeout=1800, progress=_progress)
+        airflow.wait_dags([daily, labels, train])
+        for dag_id in (daily, labels):
+            airflow.airflow("dags", "unpause", dag_id)
+        history = train_end - dt.timedelta(days=1)
+        _step(f"backfilling {daily} and {labels} for {first} .. {history} (no model yet)")
+        for dag_id in (daily, labels):
+            _backfill(airflow, dag_id, first, history, max_active=3)
+        for dag_id in (daily, labels):
+            airflow.wait_runs(dag_id, (history - first).days + 1, 1800, _progress)
 
-        _step(f"training: triggering {train} with data up to {train_end}")
-        conf = {
-            "end_date": train_end.isoformat(),
-            "reason": f"make run: {train_after} days ingested",
-        }
+        _step(f"training: triggering {train} with the data available on {train_end}")
+        conf = {"end_date": train_end.isoformat(), "reason": f"make run: {train_after} days in"}
         airflow.airflow("dags", "trigger", train, "--conf", json.dumps(conf))
         airflow.airflow("dags", "unpause", train)
-        airflow.wait_runs(train, 1, timeout=900, progress=_progress)
+        airflow.wait_runs(train, 1, 900, _progress)
 
-        _step(f"backfilling {daily} for {train_end} .. {last}: the champion scores each day")
-        _backfill(airflow, daily, train_end, last, reprocess="completed")
-        airflow.wait_runs(
-            daily, expected + (last - train_end).days + 1, timeout=1800, progress=_progress
+        _step(
+            f"live days {train_end} .. {last}, one at a time: score, check drift, "
+            "load labels, retrain when the rules allow"
         )
+        for dag_id in (daily, labels):
+            _backfill(airflow, dag_id, train_end, last, reprocess="completed", max_active=1)
+        for dag_id in (daily, labels, train):
+            airflow.wait_runs(dag_id, 1, 1800, _progress)
         airflow.airflow("dags", "pause", train)  # no further scheduled trainings during the demo
         _summary(airflow, url, started)
         if keep_up:
@@ -165,7 +199,12 @@ def run_demo(
 
 
 def _backfill(
-    airflow: LocalAirflow, dag_id: str, start: dt.date, end: dt.date, reprocess: str = "none"
+    airflow: LocalAirflow,
+    dag_id: str,
+    start: dt.date,
+    end: dt.date,
+    reprocess: str = "none",
+    max_active: int = 4,
 ) -> None:
     # A daily run's logical date is its interval start (the day, 02:00 UTC): take whole days.
     airflow.airflow(
@@ -178,7 +217,7 @@ def _backfill(
         "--to-date",
         f"{end}T23:59:59+00:00",
         "--max-active-runs",
-        "4",
+        str(max_active),
         "--reprocess-behavior",
         reprocess,
     )
@@ -188,6 +227,8 @@ def _summary(airflow: LocalAirflow, url: str, started: float) -> None:
     print()
     _step(f"done in {(time.monotonic() - started) / 60:.1f} min; per day in the warehouse:")
     print_days(MODEL)
+    _step("drift reports (warehouse.drift_reports) and retraining decisions")
+    print_monitoring(MODEL)
     _step("model history (warehouse.model_events) and the champion")
     print_models(MODEL)
     psql = url.replace("+psycopg2", "")

@@ -45,7 +45,8 @@ def champion_profile(spec: ModelSpec) -> tuple[int, str, Profile]:
 
 def window_scores(spec: ModelSpec, start: dt.date, end: dt.date) -> np.ndarray:
     frame = warehouse.query(
-        "SELECT score FROM warehouse.predictions WHERE model = :m AND partition_date BETWEEN :s AND :e",
+        "SELECT score FROM warehouse.predictions "
+        "WHERE model = :m AND partition_date BETWEEN :s AND :e",
         {"m": spec.name, "s": start, "e": end},
     )
     return frame["score"].to_numpy(dtype=float)
@@ -115,7 +116,8 @@ def save_report(
             (spec.name, day),
         )
         cursor.execute(
-            "INSERT INTO warehouse.drift_reports (model, partition_date, window_start, model_version, "
+            "INSERT INTO warehouse.drift_reports (model, partition_date, window_start, "
+            "model_version, "
             "reference_run_id, rows, drifted_share, dataset_drift, drifted_features, "
             "prediction_drift, label_rate, dag_run_id) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
@@ -158,16 +160,18 @@ def write_html(
         for f in result.features
     )
     plots = "".join(
-        f"<h3>{html.escape(name)}</h3><img src='data:image/png;base64,{_plot(profile, current, name)}'>"
+        f"<h3>{html.escape(name)}</h3>"
+        f"<img src='data:image/png;base64,{_plot(profile, current, name)}'>"
         for name in result.drifted_features
     )
     verdict = "DRIFT" if result.dataset_drift else "no dataset drift"
+    drifted = ", ".join(result.drifted_features) or "none"
     page = f"""<!doctype html><html><head><meta charset="utf-8">
 <title>{spec.name} drift {day}</title><style>body{{font-family:sans-serif}} td,th{{padding:2px 8px}}
 tr.drift{{background:#fdd}} tr.insufficient_sample{{color:#888}}</style></head><body>
 <h1>{spec.name}: drift check of {day} (report {report_id})</h1>
 <p><b>{verdict}</b>: importance-weighted share of drifted features {result.drifted_share:.2f}
-(threshold {spec.drift.dataset_threshold}); drifted: {", ".join(result.drifted_features) or "none"}.</p>
+(threshold {spec.drift.dataset_threshold}); drifted: {drifted}.</p>
 <table><tr><th>feature</th><th>test</th><th>statistic</th><th>p (BH)</th><th>PSI</th>
 <th>W/spread</th><th>unseen</th><th>n ref</th><th>n cur</th><th>decision</th></tr>{rows}</table>
 {plots}</body></html>"""

@@ -69,7 +69,8 @@ def decide(
 
 def recent_drift_flags(model: str, day: dt.date, m: int) -> list[bool]:
     frame = warehouse.query(
-        "SELECT dataset_drift FROM warehouse.drift_reports WHERE model = :m AND partition_date <= :d "
+        "SELECT dataset_drift FROM warehouse.drift_reports "
+        "WHERE model = :m AND partition_date <= :d "
         "ORDER BY partition_date DESC LIMIT :n",
         {"m": model, "d": day, "n": m},
     )
@@ -130,11 +131,14 @@ def decide_and_record(
     with warehouse.engine().begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO warehouse.retrain_decisions (model, partition_date, source, triggered, "
-                "reason, report_id, train_run_id, dag_run_id) VALUES (:m, :d, :s, :t, :r, :rep, :tr, :dag) "
-                "ON CONFLICT (model, partition_date, source) DO UPDATE SET triggered = EXCLUDED.triggered, "
+                "INSERT INTO warehouse.retrain_decisions (model, partition_date, source, "
+                "triggered, reason, report_id, train_run_id, dag_run_id) "
+                "VALUES (:m, :d, :s, :t, :r, :rep, :tr, :dag) "
+                "ON CONFLICT (model, partition_date, source) DO UPDATE SET "
+                "triggered = EXCLUDED.triggered, "
                 "reason = EXCLUDED.reason, report_id = EXCLUDED.report_id, "
-                "train_run_id = EXCLUDED.train_run_id, dag_run_id = EXCLUDED.dag_run_id, created_at = now()"
+                "train_run_id = EXCLUDED.train_run_id, dag_run_id = EXCLUDED.dag_run_id, "
+                "created_at = now()"
             ),
             {
                 "m": spec.name,

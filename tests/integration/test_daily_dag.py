@@ -120,6 +120,8 @@ def test_schema_break_fails_clearly_and_leaves_the_clean_day_untouched(pipeline)
         "ingest.ingest_files": "success",
         "validate.validate_rows": "failed",
         "predict.score_day": "upstream_failed",
+        "monitor.drift_check": "upstream_failed",
+        "monitor.retrain_trigger": "upstream_failed",
     }
     validate_ti = next(t for t in run.get_task_instances() if t.task_id == "validate.validate_rows")
     assert validate_ti.try_number == 1  # AirflowFailException: no retries burnt
@@ -206,6 +208,8 @@ def test_spec_hooks_run_after_ingest_and_get_model_and_date(pipeline, monkeypatc
         "validate.validate_rows",
         "validate.after_validate__record",
         "predict.score_day",
+        "monitor.drift_check",
+        "monitor.retrain_trigger",
     }
     assert tis["ingest.ingest_files"].end_date <= tis["ingest.after_ingest__record"].start_date
     assert tis["ingest.after_ingest__record"].end_date <= tis["validate.validate_rows"].start_date

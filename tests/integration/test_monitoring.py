@@ -12,13 +12,12 @@ import datetime as dt
 import numpy as np
 import pytest
 import yaml
-from sqlalchemy import text
-
 from loopline import registry, warehouse
 from loopline.ingest import ingest_day
 from loopline.simulate import Scenario, simulate
 from loopline.spec import get_spec
 from loopline.validate import validate_day
+from sqlalchemy import text
 
 from .conftest import REPO, run_day, task_states
 
@@ -141,7 +140,7 @@ def reports() -> list[tuple]:
     return [
         tuple(r)
         for r in warehouse.query(
-            "SELECT r.partition_date, r.dataset_drift, r.drifted_features FROM warehouse.drift_reports r "
+            "SELECT partition_date, dataset_drift, drifted_features FROM warehouse.drift_reports "
             "WHERE model = 'churn' ORDER BY partition_date"
         ).itertuples(index=False)
     ]
@@ -204,7 +203,8 @@ def test_covariate_shift_flags_exactly_the_shifted_features_and_retraining_respe
         "SELECT report_uri FROM warehouse.drift_reports WHERE partition_date = :d",
         {"d": triggered[0]},
     ).report_uri[0]
-    page = open(report).read()
+    with open(report) as html:
+        page = html.read()
     assert "monthly_charges" in page and page.count("data:image/png;base64") == 2
 
 
