@@ -59,6 +59,19 @@ def default_args(spec: ModelSpec) -> dict:
     }
 
 
+def model_dag(spec: ModelSpec, kind: str, *, schedule: str | None, tag: str, **kwargs) -> DAG:
+    """A DAG of one model with the house defaults: id ``<model>_<kind>``, static start date,
+    UTC cron data intervals, owner/retries/timeouts, tags ``loopline``, the kind and the model."""
+    kwargs.setdefault("default_args", default_args(spec))
+    return DAG(
+        dag_id=f"{spec.name}_{kind}",
+        schedule=CronDataIntervalTimetable(schedule, timezone="UTC") if schedule else None,
+        start_date=dt.datetime.combine(spec.schedule.start_date, dt.time(), tzinfo=dt.UTC),
+        tags=["loopline", tag, spec.name],
+        **kwargs,
+    )
+
+
 def partition_date() -> dt.date:
     """The day a task works on: the ``partition_date`` param if given, else the data interval."""
     context = get_current_context()
@@ -211,18 +224,16 @@ def daily_params() -> dict:
 
 def daily_dag(spec: ModelSpec) -> DAG:
     """``<model>_daily``: ingest >> validate, one run per day of data."""
-    start = dt.datetime.combine(spec.schedule.start_date, dt.time(), tzinfo=dt.UTC)
-    with DAG(
-        dag_id=f"{spec.name}_daily",
+    with model_dag(
+        spec,
+        "daily",
+        schedule=spec.schedule.cron,
+        tag="daily",
         description=spec.description or f"daily pipeline of {spec.name}",
         doc_md=DAILY_DOC.format(name=spec.name, description=spec.description),
-        schedule=CronDataIntervalTimetable(spec.schedule.cron, timezone="UTC"),
-        start_date=start,
         catchup=spec.schedule.catchup,
         max_active_runs=4,
-        default_args=default_args(spec),
         params=daily_params(),
-        tags=["loopline", "daily", spec.name],
     ) as dag:
         ingest_group(spec) >> validate_group(spec) >> predict_group(spec) >> monitor_group(spec)
     return dag
@@ -269,18 +280,16 @@ def training_end() -> dt.date:
 
 def train_dag(spec: ModelSpec) -> DAG:
     """``<model>_train``: load labels >> train >> evaluate >> gate."""
-    start = dt.datetime.combine(spec.schedule.start_date, dt.time(), tzinfo=dt.UTC)
-    with DAG(
-        dag_id=f"{spec.name}_train",
+    with model_dag(
+        spec,
+        "train",
+        schedule=spec.training.cron,
+        tag="train",
         description=f"train, evaluate and gate {spec.name}",
         doc_md=TRAIN_DOC.format(name=spec.name),
-        schedule=CronDataIntervalTimetable(spec.training.cron, timezone="UTC"),
-        start_date=start,
         catchup=False,
         max_active_runs=1,
-        default_args=default_args(spec),
         params=train_params(),
-        tags=["loopline", "train", spec.name],
     ) as dag:
 
         @task
@@ -339,18 +348,16 @@ def labels_dag(spec: ModelSpec) -> DAG:
     """``<model>_labels``: load the day's late labels, realized performance, retrain trigger."""
     from loopline_operators import RetrainTriggerOperator
 
-    start = dt.datetime.combine(spec.schedule.start_date, dt.time(), tzinfo=dt.UTC)
-    with DAG(
-        dag_id=f"{spec.name}_labels",
+    with model_dag(
+        spec,
+        "labels",
+        schedule=spec.schedule.cron,
+        tag="labels",
         description=f"late labels and realized performance of {spec.name}",
         doc_md=LABELS_DOC.format(name=spec.name),
-        schedule=CronDataIntervalTimetable(spec.schedule.cron, timezone="UTC"),
-        start_date=start,
         catchup=spec.schedule.catchup,
         max_active_runs=1,
-        default_args=default_args(spec),
         params=daily_params(),
-        tags=["loopline", "labels", spec.name],
     ) as dag:
 
         @task
@@ -382,20 +389,19 @@ def labels_dag(spec: ModelSpec) -> DAG:
 
 def rollback_dag(spec: ModelSpec) -> DAG:
     """``<model>_rollback``: point ``champion`` back at the previous (or a given) version."""
-    start = dt.datetime.combine(spec.schedule.start_date, dt.time(), tzinfo=dt.UTC)
-    with DAG(
-        dag_id=f"{spec.name}_rollback",
+    with model_dag(
+        spec,
+        "rollback",
+        schedule=None,
+        tag="train",
         description=f"roll the champion of {spec.name} back",
         doc_md=f"### Roll back `{spec.name}`\n\nTrigger with `to_version` (empty: the previous "
         "champion) and a `reason`. Recorded in `warehouse.model_events`.",
-        schedule=None,
-        start_date=start,
         default_args={**default_args(spec), "retries": 0},
         params={
             "to_version": Param(None, type=["null", "integer"], description="version to restore"),
             "reason": Param("manual rollback", type="string"),
         },
-        tags=["loopline", "train", spec.name],
     ) as dag:
 
         @task

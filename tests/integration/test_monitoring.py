@@ -17,7 +17,6 @@ from loopline.ingest import ingest_day
 from loopline.simulate import Scenario, simulate
 from loopline.spec import get_spec
 from loopline.validate import validate_day
-from sqlalchemy import text
 
 from .conftest import REPO, run_day, task_states
 
@@ -83,7 +82,7 @@ def finish_queued_trainings(execute: bool = False) -> list[dict]:
 
 
 @pytest.fixture
-def world(warehouse_url, airflow_db, tmp_path, monkeypatch):
+def world(empty_warehouse, airflow_db, tmp_path, monkeypatch):
     """A fresh warehouse, registry and Airflow history; returns a function that simulates
     ``days`` days with ``scenarios``, ingests the first ten and trains the first champion."""
     specs = tmp_path / "specs"
@@ -96,18 +95,6 @@ def world(warehouse_url, airflow_db, tmp_path, monkeypatch):
         "LOOPLINE_LABELS": tmp_path / "labels",
     }.items():
         monkeypatch.setenv(key, str(value))
-    with warehouse.engine(warehouse_url).begin() as conn:
-        tables = (
-            conn.execute(
-                text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'warehouse' "
-                    "AND tablename <> 'alembic_version'"
-                )
-            )
-            .scalars()
-            .all()
-        )
-        conn.execute(text(f"TRUNCATE {', '.join('warehouse.' + t for t in tables)}"))
     with contextlib.suppress(Exception):
         registry.client().delete_registered_model("churn")
     finish_queued_trainings()
