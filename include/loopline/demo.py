@@ -88,8 +88,7 @@ def print_monitoring(model: str) -> None:
     )
     for r in decisions.itertuples():
         print(
-            f"  {r.partition_date} {r.source:<11} {'TRIGGERED' if r.triggered else 'suppressed'}: "
-            f"{r.reason}"
+            f"  {r.partition_date} {r.source:<11} {'TRIGGERED: ' if r.triggered else ''}{r.reason}"
         )
 
 

@@ -99,7 +99,12 @@ def world(empty_warehouse, airflow_db, tmp_path, monkeypatch):
         registry.client().delete_registered_model("churn")
     finish_queued_trainings()
 
-    def make(days: int, scenarios=(), rows: int = 600):
+    def make(days: int, scenarios=(), rows: int = 600, **overrides):
+        if overrides:  # spec settings of this test only, e.g. training={"mode": "stateful"}
+            changed = yaml.safe_load((specs / "churn.yaml").read_text())
+            for section, values in overrides.items():
+                changed[section] = {**changed.get(section, {}), **values}
+            (specs / "churn.yaml").write_text(yaml.safe_dump(changed))
         simulate(
             landing=str(tmp_path / "landing"),
             labels=str(tmp_path / "labels"),
@@ -145,21 +150,22 @@ def decisions(source: str = "drift") -> list[tuple]:
 
 
 def test_no_drift_means_no_alarms_and_no_retraining(world):
-    world(22)
-    for i in range(SEEDED, 22):
+    world(32)
+    for i in range(SEEDED, 32):
         run = run_day("churn_daily", day(i))
         assert run.state == "success", task_states(run)
+        assert run_day("churn_labels", day(i)).state == "success"
     found = reports()
-    assert len(found) == 12
+    assert len(found) == 22
     assert sum(1 for _, drifted, _ in found if drifted) <= 1
-    assert sum(1 for _, _, features in found if features) <= 2  # no feature flagged on most days
+    assert sum(1 for _, _, features in found if features) <= 3  # no feature flagged on most days
     assert not any(triggered for _, triggered, _ in decisions())
     assert train_runs() == []
     features = warehouse.query(
         "SELECT count(*) AS n, count(*) FILTER (WHERE decision = 'drift') AS d "
         "FROM warehouse.drift_features"
     )
-    assert features.n[0] == 12 * 21 and features.d[0] <= 2
+    assert features.n[0] == 22 * 21 and features.d[0] <= 3
 
 
 def test_covariate_shift_flags_exactly_the_shifted_features_and_retraining_respects_cooldown(world):
@@ -282,3 +288,27 @@ def test_concept_drift_is_caught_by_the_labels_dag_and_the_retrained_model_is_be
     auc_new = roc_auc_score(later.label, score(churn, new, later))
     assert auc_new > auc_old, (auc_new, auc_old)
     assert np.isfinite(auc_new)
+
+
+def test_stateful_retraining_continues_the_champion_on_new_days_only(world):
+    world(22, training={"mode": "stateful"})
+    churn = get_spec("churn")
+    for i in range(SEEDED, 20):
+        ingest_day(churn, day(i), run_id="seed")
+        validate_day(churn, day(i), run_id="seed")
+    run = dag("churn_train").test(run_conf={"end_date": day(20).isoformat(), "reason": "stateful"})
+    assert run.state == "success", task_states(run)
+    client = registry.client()
+    first = client.get_run(client.get_model_version("churn", "1").run_id).data
+    second = client.get_run(client.get_model_version("churn", "2").run_id).data
+    assert second.params["mode"] == "stateful" and second.params["base_version"] == "1"
+    # Only days after the champion's window, and more trees than the champion's booster.
+    assert second.tags["window_start"] > first.tags["window_end"]
+    from loopline.train import base_pipeline
+
+    def rounds(version: int) -> int:
+        model = base_pipeline(registry.load_model(f"models:/churn/{version}"))
+        return model.named_steps["model"].get_booster().num_boosted_rounds()
+
+    assert rounds(2) > rounds(1)
+    assert registry.history("churn").event.tolist()[-1] in ("promoted", "rejected")  # the gate ran
