@@ -168,7 +168,8 @@ def report(result: dict) -> dict:
         first_trigger = decisions[decisions.triggered].partition_date.min()
     else:
         first_trigger = None
-    false_alarms = int((flagged.partition_date < change).sum())
+    early = decisions[decisions.triggered & (decisions.partition_date < change)]
+    false_alarms = int((flagged.partition_date < change).sum()) + len(early)
     scored = result["scored"].set_index("partition_date").version
     perf = result["performance"].merge(scored.rename("champion").reset_index(), on="partition_date")
     perf = perf[perf.model_version == perf.champion]
@@ -184,9 +185,9 @@ def report(result: dict) -> dict:
     )
     summary = {
         "scenario": f"{scenario.kind} from {change} (strength {scenario.strength})",
-        "detection delay (days, drift verdict)": delay,
+        "detection delay (days, feature-drift verdict)": delay,
         "first retrain trigger": trigger,
-        "false alarms before the change": false_alarms,
+        "false alarms before the change (verdicts + triggers)": false_alarms,
         "retrains triggered": int(decisions.triggered.sum()),
         "suppressed decisions": int(decisions.reason.str.startswith("suppressed").sum()),
         "promotions": f"{len(promoted)} (versions {promoted})",

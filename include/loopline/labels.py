@@ -161,6 +161,19 @@ def realized_performance(spec: ModelSpec, scored_day: dt.date) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def auc_standard_error(auc: float, labels) -> float:
+    """Hanley & McNeil (1982) standard error of a ROC-AUC estimate."""
+    positives = float(np.sum(labels))
+    negatives = float(len(labels) - positives)
+    if positives < 1 or negatives < 1 or auc != auc:
+        return float("inf")
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    variance = (
+        auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)
+    ) / (positives * negatives)
+    return float(np.sqrt(max(variance, 0.0)))
+
+
 def performance_signal(spec: ModelSpec, day: dt.date) -> dict:
     """Concept drift: the champion's realized metric over the last ``drift.window_days`` mature
     days (pooled), against its holdout metric. Too few rows: no signal."""
@@ -187,9 +200,13 @@ def performance_signal(spec: ModelSpec, day: dt.date) -> dict:
             "text": f"{len(joined)} labelled predictions of v{champion.version}, fewer than "
             f"{spec.drift.min_rows}",
         }
-    value = metrics(spec, joined["label"].to_numpy(), joined["score"].to_numpy())[primary]
+    labels = joined["label"].to_numpy()
+    value = metrics(spec, labels, joined["score"].to_numpy())[primary]
     change = gain(primary, value, reference)
-    degraded = bool(value == value and change < -spec.labels.performance_tolerance)
+    # Rare positives make a day's AUC noisy: the drop must exceed the tolerance by two standard
+    # errors (Hanley & McNeil), so sampling noise alone does not trigger a retraining.
+    margin = 2 * auc_standard_error(value, labels) if primary == "roc_auc" else 0.0
+    degraded = bool(value == value and change + margin < -spec.labels.performance_tolerance)
     return {
         "degraded": degraded,
         "rows": len(joined),

@@ -116,3 +116,13 @@ def test_lower_is_better_metrics_compare_the_other_way():
     assert decide(gate, "rmse", {"rmse": 3.0}, {"rmse": 5.0}, {"rmse": 3.2}).promote
     assert not decide(gate, "rmse", {"rmse": 3.15}, {"rmse": 5.0}, {"rmse": 3.2}).promote
     assert not decide(gate, "rmse", {"rmse": 4.5}, {"rmse": 5.0}).promote
+
+
+def test_auc_standard_error_hanley_mcneil():
+    from loopline.labels import auc_standard_error
+
+    labels = np.array([1] * 50 + [0] * 50)
+    q1, q2 = 0.8 / 1.2, 2 * 0.64 / 1.8
+    expected = math.sqrt((0.16 + 49 * (q1 - 0.64) + 49 * (q2 - 0.64)) / 2500)
+    assert auc_standard_error(0.8, labels) == pytest.approx(expected)
+    assert auc_standard_error(0.8, np.zeros(10)) == math.inf  # one class: no estimate
