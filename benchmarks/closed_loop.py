@@ -23,24 +23,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from loopline.simulate import SHORT_WINDOWS
+
 REPO = Path(__file__).resolve().parents[1]
 START = dt.date(2026, 1, 1)
 SEEDED = 10
-SETTINGS = {
-    "training": {"window_days": 14, "min_days": 8, "validation_days": 2, "holdout_days": 3},
-    "labels": {"delay_days": 2, "performance_tolerance": 0.05},
-    "drift": {
-        "window_days": 2,
-        "alpha": 0.01,
-        "psi_threshold": 0.2,
-        "min_rows": 300,
-        "dataset_threshold": 0.1,
-        "cooldown_days": 4,
-        "persistence_k": 2,
-        "persistence_m": 3,
-        "min_new_labels": 300,
-    },
-}
 
 
 def prepare(tmp: Path) -> None:
@@ -48,7 +35,7 @@ def prepare(tmp: Path) -> None:
 
     specs = tmp / "specs"
     specs.mkdir()
-    spec = yaml.safe_load((REPO / "include/specs/churn.yaml").read_text()) | SETTINGS
+    spec = yaml.safe_load((REPO / "include/specs/churn.yaml").read_text()) | SHORT_WINDOWS
     (specs / "churn.yaml").write_text(yaml.safe_dump(spec))
     os.environ.update(
         {
@@ -114,7 +101,7 @@ def replay(scenario: str, days: int, rows: int, seed: int) -> dict:
         rows_per_day=rows,
         seed=seed,
         scenarios=[parsed],
-        label_delay_days=SETTINGS["labels"]["delay_days"],
+        label_delay_days=SHORT_WINDOWS["labels"]["delay_days"],
     )
     spec = get_spec("churn")
     for i in range(SEEDED):

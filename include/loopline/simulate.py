@@ -52,6 +52,23 @@ MISSING = {
 }
 # Covariate shift moves these by default: the two that matter most to a churn model.
 DEFAULT_SHIFTED = ("monthly_charges", "days_since_last_login")
+# Spec settings that let a scenario replay in a few dozen simulated days (tests and
+# benchmarks/closed_loop.py): short training window, 2-day label delay and drift window.
+SHORT_WINDOWS = {
+    "training": {"window_days": 14, "min_days": 8, "validation_days": 2, "holdout_days": 3},
+    "labels": {"delay_days": 2, "performance_tolerance": 0.05},
+    "drift": {
+        "window_days": 2,
+        "alpha": 0.01,
+        "psi_threshold": 0.2,
+        "min_rows": 300,
+        "dataset_threshold": 0.1,
+        "cooldown_days": 4,
+        "persistence_k": 2,
+        "persistence_m": 3,
+        "min_new_labels": 300,
+    },
+}
 # Columns the schema-break scenario renames (upstream refactor).
 RENAMED = {"tenure_months": "tenure"}
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from loopline import registry, warehouse
 from loopline.ingest import ingest_day
-from loopline.simulate import Scenario, simulate
+from loopline.simulate import SHORT_WINDOWS, Scenario, simulate
 from loopline.spec import get_spec
 from loopline.validate import validate_day
 
@@ -22,21 +22,6 @@ from .conftest import REPO, run_day, task_states
 
 START = dt.date(2026, 1, 1)
 SEEDED = 10  # days ingested before the first training
-SETTINGS = {
-    "training": {"window_days": 14, "min_days": 8, "validation_days": 2, "holdout_days": 3},
-    "labels": {"delay_days": 2, "performance_tolerance": 0.05},
-    "drift": {
-        "window_days": 2,
-        "alpha": 0.01,
-        "psi_threshold": 0.2,
-        "min_rows": 300,
-        "dataset_threshold": 0.1,
-        "cooldown_days": 4,
-        "persistence_k": 2,
-        "persistence_m": 3,
-        "min_new_labels": 300,
-    },
-}
 
 
 def day(i: int) -> dt.date:
@@ -87,7 +72,7 @@ def world(empty_warehouse, airflow_db, tmp_path, monkeypatch):
     ``days`` days with ``scenarios``, ingests the first ten and trains the first champion."""
     specs = tmp_path / "specs"
     specs.mkdir()
-    spec = yaml.safe_load((REPO / "include/specs/churn.yaml").read_text()) | SETTINGS
+    spec = yaml.safe_load((REPO / "include/specs/churn.yaml").read_text()) | SHORT_WINDOWS
     (specs / "churn.yaml").write_text(yaml.safe_dump(spec))
     for key, value in {
         "LOOPLINE_SPECS_DIR": specs,
