@@ -38,7 +38,7 @@ def clean_day(spec, rows: int, seed: int = 0) -> pd.DataFrame:
     parts = []
     for i, start in enumerate(range(0, rows, CHUNK)):
         frame, label = generate_day(DAY, i, rows=min(CHUNK, rows - start), seed=seed)
-        frame["customer_id"] = f"B{i:03d}-" + frame["customer_id"]
+        frame["customer_id"] = f"B{seed}-{i:03d}-" + frame["customer_id"]
         parts.append(frame.assign(label=label))
     return pd.concat(parts, ignore_index=True)
 
