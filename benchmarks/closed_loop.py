@@ -23,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from loopline.config import airflow_environment
 from loopline.simulate import SHORT_WINDOWS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,13 +44,8 @@ def prepare(tmp: Path) -> None:
             "LOOPLINE_SPECS_DIR": str(specs),
             "LOOPLINE_LANDING": str(tmp / "landing"),
             "LOOPLINE_LABELS": str(tmp / "labels"),
-            "AIRFLOW_HOME": str(tmp / "airflow"),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            **airflow_environment(tmp / "airflow"),
             "LOOPLINE_RETRY_DELAY_SECONDS": "1",
-            "GX_ANALYTICS_ENABLED": "False",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
         }
     )
     (tmp / "airflow").mkdir()

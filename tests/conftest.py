@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from loopline.config import airflow_environment
 
 REPO = Path(__file__).resolve().parents[1]
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="loopline-tests-"))
@@ -24,11 +25,7 @@ os.environ.update(
         "LOOPLINE_HOME": str(SESSION_DIR / "home"),
         "LOOPLINE_LANDING": str(SESSION_DIR / "landing"),
         "LOOPLINE_LABELS": str(SESSION_DIR / "labels"),
-        "AIRFLOW_HOME": str(SESSION_DIR / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "GX_ANALYTICS_ENABLED": "False",
+        **airflow_environment(SESSION_DIR / "airflow"),
         # Retries stay on (as in production) but wait 1 s, so a retried task cannot stall a test.
         "LOOPLINE_RETRY_DELAY_SECONDS": "1",
     }

@@ -23,22 +23,9 @@ def _server():
     return LocalPostgres(config.state_dir() / "postgres")
 
 
-def airflow_environment() -> dict[str, str]:
-    """Airflow settings for the local (embedded) Airflow: home under the state folder."""
-    home = config.state_dir() / "airflow"
-    return {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(config.REPO_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(config.REPO_ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "GX_ANALYTICS_ENABLED": "False",
-    }
-
-
 def prepare_airflow() -> None:
     """Point Airflow at the state folder and make sure its metadata DB is migrated."""
-    for key, value in airflow_environment().items():
+    for key, value in config.airflow_environment().items():
         os.environ.setdefault(key, value)
     Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     subprocess.run(

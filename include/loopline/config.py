@@ -54,3 +54,17 @@ def mlflow_tracking_uri() -> str:
 def mlflow_artifacts() -> str:
     """Where new MLflow experiments keep their artifacts (ignored with an MLflow server)."""
     return os.environ.get("LOOPLINE_MLFLOW_ARTIFACTS", str(state_dir() / "mlflow-artifacts"))
+
+
+def airflow_environment(home: Path | None = None) -> dict[str, str]:
+    """Settings every local Airflow process of loopline shares (CLI, `make run`, tests,
+    benchmarks): its home (default: under the state folder), the repo's dags and plugins, no
+    example DAGs, and no telemetry from Great Expectations or MLflow (there is no network)."""
+    return {
+        "AIRFLOW_HOME": str(home or state_dir() / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "GX_ANALYTICS_ENABLED": "False",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }

@@ -38,10 +38,7 @@ class LocalAirflow:
     def environment(self) -> dict[str, str]:
         return {
             **os.environ,
-            "AIRFLOW_HOME": str(self.home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(config.REPO_ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(config.REPO_ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            **config.airflow_environment(self.home),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
@@ -51,8 +48,6 @@ class LocalAirflow:
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            "GX_ANALYTICS_ENABLED": "False",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
         }
 
     def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
