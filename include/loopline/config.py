@@ -27,32 +27,40 @@ def labels_root() -> str:
     return os.environ.get("LOOPLINE_LABELS", str(state_dir() / "labels"))
 
 
+def reports_root() -> str:
+    """Where the drift reports (HTML) are written: a folder or ``s3://bucket/prefix``."""
+    return os.environ.get("LOOPLINE_REPORTS", str(state_dir() / "reports"))
+
+
+def s3_endpoint() -> str | None:
+    """S3-API endpoint for ``s3://`` locations (MinIO, a test server); None means AWS."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or None
+
+
 def warehouse_url() -> str:
     """SQLAlchemy URL of the warehouse: ``WAREHOUSE_URL``, else the embedded server's."""
-    url = os.environ.get("WAREHOUSE_URL")
-    if url:
-        return url
+    return os.environ.get("WAREHOUSE_URL") or _embedded().url("warehouse")
+
+
+def _embedded():
     from loopline.pgserver import LocalPostgres
 
     server = LocalPostgres(state_dir() / "postgres")
     if not server.is_running():
         raise RuntimeError(
-            "WAREHOUSE_URL is not set and the embedded PostgreSQL under "
+            "WAREHOUSE_URL / MLFLOW_TRACKING_URI are not set and the embedded PostgreSQL under "
             f"{server.data_dir} is not running: start it with `loopline db start`"
         )
-    return server.url("warehouse")
+    return server
 
 
 def mlflow_tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI``, else the embedded server's ``mlflow`` database."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    return warehouse_url().rsplit("/", 1)[0] + "/mlflow"
+    return os.environ.get("MLFLOW_TRACKING_URI") or _embedded().url("mlflow")
 
 
 def mlflow_artifacts() -> str:
-    """Where new MLflow experiments keep their artifacts (ignored with an MLflow server)."""
+    """Where new MLflow experiments keep their artifacts: a folder or ``s3://bucket/prefix``."""
     return os.environ.get("LOOPLINE_MLFLOW_ARTIFACTS", str(state_dir() / "mlflow-artifacts"))
 
 

@@ -74,7 +74,7 @@ def ingest_day(
     file_rows, raw_rows = [], []
     for data_file in files:
         try:
-            frame = storage.read_frame(data_file.path)
+            frame, sha256 = storage.read_file(data_file.path)
         except Exception as exc:
             raise UnreadableFileError(
                 f"model '{spec.name}', date {day}, file {data_file.path}: unreadable: {exc}"
@@ -82,7 +82,7 @@ def ingest_day(
         file_rows.append(
             {
                 "source_file": data_file.path,
-                "sha256": data_file.sha256,
+                "sha256": sha256,
                 "size_bytes": data_file.size,
                 "rows": len(frame),
                 "columns": json.dumps([str(c) for c in frame.columns]),

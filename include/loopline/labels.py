@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import logging
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,8 +24,8 @@ ARRIVAL = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 
 
 def arrival_days(spec: ModelSpec, until: dt.date, root: str | None = None) -> list[dt.date]:
-    folder = Path(storage.join(root or config.labels_root(), spec.name))
-    found = (ARRIVAL.match(p.name) for p in folder.iterdir()) if folder.is_dir() else ()
+    folder = storage.join(root or config.labels_root(), spec.name)
+    found = (ARRIVAL.match(name) for name in storage.list_folders(folder))
     days = sorted(dt.date.fromisoformat(m.group(1)) for m in found if m)
     return [d for d in days if d <= until]
 

@@ -10,13 +10,12 @@ import html
 import io
 import json
 import logging
-import os
 from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 
-from loopline import config, warehouse
+from loopline import config, storage, warehouse
 from loopline.drift import DriftResult, Profile, detect
 from loopline.features import read_clean
 from loopline.spec import ModelSpec
@@ -175,11 +174,8 @@ tr.drift{{background:#fdd}} tr.insufficient_sample{{color:#888}}</style></head><
 <table><tr><th>feature</th><th>test</th><th>statistic</th><th>p (BH)</th><th>PSI</th>
 <th>W/spread</th><th>unseen</th><th>n ref</th><th>n cur</th><th>decision</th></tr>{rows}</table>
 {plots}</body></html>"""
-    folder = os.path.join(config.state_dir(), "reports", spec.name)
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"drift-{day.isoformat()}.html")
-    with open(path, "w") as out:
-        out.write(page)
+    path = storage.join(config.reports_root(), spec.name, f"drift-{day.isoformat()}.html")
+    storage.write_bytes(path, page.encode(), "text/html; charset=utf-8")
     return path
 
 

@@ -16,7 +16,7 @@ from importlib import metadata
 
 import pandas as pd
 
-from loopline import config, warehouse
+from loopline import config, storage, warehouse
 from loopline.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def experiment_id(spec: ModelSpec) -> str:
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    location = os.path.join(config.mlflow_artifacts(), spec.name)
+    location = storage.join(config.mlflow_artifacts(), spec.name)
     try:
         return mlflow_client.create_experiment(name, artifact_location=location)
     except Exception:  # created meanwhile by a concurrent task
