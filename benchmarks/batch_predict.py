@@ -190,7 +190,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="loopline-bench-") as tmp:
         server = LocalPostgres(Path(tmp) / "postgres")
-        os.environ["WAREHOUSE_URL"] = server.start()
+        server.start()
+        os.environ.update(server.environment())
         os.environ["LOOPLINE_HOME"] = tmp
         try:
             warehouse.upgrade()

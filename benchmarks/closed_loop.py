@@ -226,7 +226,8 @@ def main() -> None:
         from loopline.pgserver import LocalPostgres
 
         server = LocalPostgres(tmp / "postgres")
-        os.environ["WAREHOUSE_URL"] = server.start()
+        server.start()
+        os.environ.update(server.environment())
         try:
             from loopline import warehouse
 

@@ -55,11 +55,22 @@ def cmd_db(args: argparse.Namespace) -> int:
 
         print(f"warehouse schema at revision {warehouse.upgrade()}")
     elif args.action == "url":
-        print(config.warehouse_url())
+        print(_warehouse_url(args.analyst))
     elif args.action == "psql":
-        url = config.warehouse_url().replace("+psycopg2", "")
+        url = _warehouse_url(args.analyst).replace("+psycopg2", "")
         os.execvp("psql", ["psql", url])
     return 0
+
+
+def _warehouse_url(analyst: bool) -> str:
+    """The pipeline's URL (writer role), or the same server as the read-only analyst role."""
+    url = config.warehouse_url()
+    if not analyst:
+        return url
+    from sqlalchemy.engine import make_url
+
+    analyst_url = make_url(url).set(username="loopline_analyst", password=None)
+    return analyst_url.render_as_string(hide_password=False)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -219,6 +230,7 @@ def parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="the embedded PostgreSQL warehouse")
     db.add_argument("action", choices=["start", "stop", "status", "upgrade", "url", "psql"])
+    db.add_argument("--analyst", action="store_true", help="url/psql as the read-only analyst role")
     db.set_defaults(func=cmd_db)
 
     sim = sub.add_parser("simulate", help="write simulated daily files and late labels")

@@ -20,6 +20,8 @@ import os
 import signal
 import time
 
+from sqlalchemy.engine import make_url
+
 from loopline import config, warehouse
 from loopline.pgserver import LocalPostgres
 from loopline.simulate import Scenario, simulate
@@ -128,7 +130,7 @@ def run_demo(
     _step("starting the embedded PostgreSQL (warehouse, airflow, mlflow databases)")
     server = LocalPostgres(config.state_dir() / "postgres")
     url = server.start()
-    os.environ["WAREHOUSE_URL"] = url
+    os.environ.update(server.environment())
     warehouse.upgrade(url)
     print(f"   {url}")
 
@@ -230,12 +232,13 @@ def _summary(airflow: LocalAirflow, url: str, started: float) -> None:
     print_monitoring(MODEL)
     _step("model history (warehouse.model_events) and the champion")
     print_models(MODEL)
-    psql = url.replace("+psycopg2", "")
+    analyst = make_url(url).set(drivername="postgresql", username="loopline_analyst")
+    psql = analyst.render_as_string(hide_password=False)
     mlflow_uri = config.mlflow_tracking_uri()
     latest = "SELECT * FROM warehouse.predictions_latest ORDER BY score DESC LIMIT 10"
     print(f"""
 == where to look
    Airflow UI   http://localhost:{airflow.port}   login: admin / {airflow.password()}
    MLflow UI    .venv/bin/mlflow ui --backend-store-uri {mlflow_uri} --port 5000
-   predictions  psql {psql} -c "{latest}"
+   predictions  psql {psql} -c "{latest}"   (the analysts' read-only role)
    state        {config.state_dir()}  (make reset deletes it)""")

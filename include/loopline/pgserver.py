@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -18,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SYSTEM_USER = "loopline-pg"
-DATABASES = ("warehouse", "mlflow", "airflow")
+# Each database and the role that owns it: the same roles as the production server, created by
+# the same script (include/sql/roles.sql), so grants are tested where they are used.
+OWNERS = {"warehouse": "loopline_writer", "mlflow": "mlflow", "airflow": "airflow"}
+ROLES_SQL = Path(__file__).resolve().parents[1] / "sql" / "roles.sql"
 
 
 def _bin_dir() -> Path:
@@ -70,10 +74,18 @@ class LocalPostgres:
     def port(self) -> int:
         return int(json.loads(self._settings_path.read_text())["port"])
 
-    def url(self, database: str = "warehouse", user: str = "postgres") -> str:
+    def url(self, database: str = "warehouse", user: str | None = None) -> str:
+        """SQLAlchemy URL of ``database`` as its owner (or as ``user``)."""
+        user = user or OWNERS.get(database, "postgres")
         return f"postgresql+psycopg2://{user}@127.0.0.1:{self.port}/{database}"
 
-    def _run(self, program: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def environment(self) -> dict[str, str]:
+        """The variables that point loopline at this server."""
+        return {"WAREHOUSE_URL": self.url("warehouse"), "MLFLOW_TRACKING_URI": self.url("mlflow")}
+
+    def _run(
+        self, program: str, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess:
         # Under root, drop to the server's user *and* group: keeping root's group would give
         # the process root-group permissions, which a private (0700) parent folder denies.
         identity = {}
@@ -82,6 +94,7 @@ class LocalPostgres:
             identity = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
         result = subprocess.run(
             [str(_bin_dir() / program), *args],
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=120,
@@ -154,32 +167,26 @@ class LocalPostgres:
                 raise RuntimeError(
                     f"PostgreSQL did not start in {self.pgdata}:\n{result.stderr}\n{log}"
                 )
-        for database in DATABASES:
-            self.create_database(database)
+        self.create_roles()
         return self.url()
 
-    def create_database(self, name: str) -> None:
-        exists = self.psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
-        if exists.strip() != "1":
-            self.psql("postgres", f'CREATE DATABASE "{name}"')
+    def create_roles(self) -> None:
+        """Databases and roles, as on the production server. Authentication is trust on
+        127.0.0.1, so the passwords are random and unused; privileges still apply."""
+        passwords = [
+            f"{name}_password={secrets.token_urlsafe(16)}"
+            for name in ("airflow", "mlflow", "writer", "analyst")
+        ]
+        self._psql(
+            "postgres", *[a for p in passwords for a in ("-v", p)], stdin=ROLES_SQL.read_text()
+        )
 
     def psql(self, database: str, sql: str) -> str:
-        result = self._run(
-            "psql",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-Atc",
-            sql,
-        )
-        return result.stdout
+        return self._psql(database, "-Atc", sql).stdout
+
+    def _psql(self, database: str, *args: str, stdin: str | None = None):
+        connection = ["-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database]
+        return self._run("psql", *connection, "-v", "ON_ERROR_STOP=1", *args, stdin=stdin)
 
     def stop(self) -> None:
         if self.is_running():

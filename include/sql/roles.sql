@@ -1,0 +1,47 @@
+-- Databases and roles of a loopline PostgreSQL server. Run once by a superuser with psql:
+--   psql -v ON_ERROR_STOP=1 -v airflow_password=... -v mlflow_password=... \
+--        -v writer_password=... -v analyst_password=... -f roles.sql
+-- The embedded server (`loopline db start`, tests) and compose's postgres service both run it;
+-- passwords come from the caller's environment, never from this file. Safe to run again.
+--
+--   airflow           owns database airflow   (Airflow metadata)
+--   mlflow            owns database mlflow    (MLflow tracking store)
+--   loopline_writer   owns database warehouse (the pipeline: migrations, loads, predictions)
+--   loopline_analyst  read-only: CONNECT to warehouse; the SELECT grants on the predictions
+--                     tables and views are made by the warehouse migrations (0004_analyst_access)
+
+SELECT format('CREATE ROLE %I LOGIN', name)
+FROM (VALUES ('airflow'), ('mlflow'), ('loopline_writer'), ('loopline_analyst')) AS r(name)
+WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.name)
+\gexec
+
+ALTER ROLE airflow PASSWORD :'airflow_password';
+ALTER ROLE mlflow PASSWORD :'mlflow_password';
+ALTER ROLE loopline_writer PASSWORD :'writer_password';
+ALTER ROLE loopline_analyst PASSWORD :'analyst_password';
+-- Analysts' sessions cannot write even where a grant slipped through, and cannot run away.
+ALTER ROLE loopline_analyst SET default_transaction_read_only = on;
+ALTER ROLE loopline_analyst SET statement_timeout = '5min';
+
+SELECT format('CREATE DATABASE %I OWNER %I', db, owner)
+FROM (VALUES ('airflow', 'airflow'), ('mlflow', 'mlflow'), ('warehouse', 'loopline_writer'))
+     AS d(db, owner)
+WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = d.db)
+\gexec
+
+-- Only each database's owner may connect (PUBLIC may by default), plus the analysts to the
+-- warehouse; superusers keep the maintenance database.
+REVOKE CONNECT, TEMPORARY ON DATABASE postgres, airflow, mlflow, warehouse FROM PUBLIC;
+GRANT CONNECT ON DATABASE airflow TO airflow;
+GRANT CONNECT ON DATABASE mlflow TO mlflow;
+GRANT CONNECT, TEMPORARY ON DATABASE warehouse TO loopline_writer;
+GRANT CONNECT ON DATABASE warehouse TO loopline_analyst;
+
+-- PostgreSQL 15+ no longer lets PUBLIC create in schema public; the owners need it there.
+\connect airflow
+ALTER SCHEMA public OWNER TO airflow;
+\connect mlflow
+ALTER SCHEMA public OWNER TO mlflow;
+\connect warehouse
+ALTER SCHEMA public OWNER TO loopline_writer;
+REVOKE ALL ON SCHEMA public FROM PUBLIC;
