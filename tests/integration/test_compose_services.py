@@ -1,0 +1,181 @@
+"""The team setup's data path, run here: the MLflow server with the command and settings of
+docker-compose.yaml (PostgreSQL backend, S3 artifacts), a real S3-API server in MinIO's place,
+and loopline's S3 locations from the compose file. The simulator writes to S3, the daily DAG
+ingests from it, training logs its model through the MLflow server into S3, and scoring loads
+the champion back from S3.
+
+Only host names, ports and the database name differ from the compose file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from loopline import registry, storage, warehouse
+from loopline.ingest import ingest_day
+from loopline.pgserver import LocalPostgres
+from loopline.simulate import simulate
+from loopline.spec import get_spec
+from loopline.validate import validate_day
+
+from ..conftest import SESSION_DIR, free_port, server_process
+from .conftest import REPO, run_day, task_states
+
+START, DAYS, ROWS = dt.date(2026, 1, 1), 36, 400
+TRAIN_END = dt.date(2026, 2, 6)
+SCORE_DAY = dt.date(2026, 2, 2)
+LOOPLINE_S3 = (
+    "LOOPLINE_LANDING",
+    "LOOPLINE_LABELS",
+    "LOOPLINE_REPORTS",
+    "LOOPLINE_MLFLOW_ARTIFACTS",
+)
+
+
+def compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+
+
+def options(command: list[str]) -> dict[str, str | None]:
+    """``--flag value`` pairs of a command list (flags without a value map to None)."""
+    found, args = {}, list(command)
+    while args:
+        arg = args.pop(0)
+        if arg.startswith("--"):
+            found[arg] = args.pop(0) if args and not args[0].startswith("--") else None
+    return found
+
+
+def mlflow_server_command(port: int, backend: str) -> list[str]:
+    """compose's mlflow command, pointed at this machine's PostgreSQL and a free port."""
+    command = compose()["services"]["mlflow"]["command"]
+    assert command[:2] == ["mlflow", "server"], command
+    flags = options(command[2:])
+    assert flags["--backend-store-uri"].endswith("@postgres:5432/mlflow"), flags
+    assert flags["--artifacts-destination"].startswith("s3://"), flags
+    flags.update({"--host": "127.0.0.1", "--port": str(port), "--backend-store-uri": backend})
+    args = [arg for flag, value in flags.items() for arg in (flag, value) if arg is not None]
+    return [str(Path(sys.executable).with_name("mlflow")), "server", *args]
+
+
+@pytest.fixture(scope="module")
+def team_setup(warehouse_url, airflow_db, s3_endpoint):
+    """The MLflow server running compose's command; loopline configured as compose's Airflow
+    services are; 36 simulated days written to S3."""
+    server = LocalPostgres(SESSION_DIR / "postgres")
+    exists = "SELECT 1 FROM pg_database WHERE datname = 'mlflow_compose'"
+    if not server.psql("postgres", exists).strip():
+        server.psql("postgres", "CREATE DATABASE mlflow_compose OWNER mlflow")
+    port = free_port()
+    airflow_env = compose()["x-airflow-common"]["environment"]
+    settings = {key: airflow_env[key] for key in LOOPLINE_S3}
+    assert all(value.startswith("s3://") for value in settings.values()), settings
+    command = mlflow_server_command(
+        port, server.url("mlflow_compose", "mlflow").replace("+psycopg2", "")
+    )
+    url = f"http://127.0.0.1:{port}"
+    with (
+        server_process(
+            command, f"{url}/health", "mlflow-server", env={"MLFLOW_S3_ENDPOINT_URL": s3_endpoint}
+        ),
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        for key, value in {**settings, "MLFLOW_TRACKING_URI": url}.items():
+            patch.setenv(key, value)
+        with warehouse.engine(warehouse_url).begin() as conn:
+            conn.exec_driver_sql(
+                "TRUNCATE warehouse.clean_rows, warehouse.quarantine, warehouse.raw_rows, "
+                "warehouse.ingested_files, warehouse.predictions, warehouse.model_events, "
+                "warehouse.labels, warehouse.drift_reports, warehouse.retrain_decisions CASCADE"
+            )
+        simulate(
+            landing=settings["LOOPLINE_LANDING"],
+            labels=settings["LOOPLINE_LABELS"],
+            start=START,
+            days=DAYS,
+            rows_per_day=ROWS,
+            seed=5,
+        )
+        yield settings
+
+
+def test_the_simulator_writes_the_landing_zone_and_labels_to_s3(team_setup):
+    days = storage.list_folders(storage.join(team_setup["LOOPLINE_LANDING"], "churn"))
+    assert days == [f"date={START + dt.timedelta(days=i)}" for i in range(DAYS)]
+    arrivals = storage.list_folders(storage.join(team_setup["LOOPLINE_LABELS"], "churn"))
+    assert arrivals[0] == f"date={START + dt.timedelta(days=7)}" and len(arrivals) == DAYS
+
+
+def test_the_daily_dag_ingests_from_s3_and_accounts_for_every_row(team_setup):
+    day = START
+    run = run_day("churn_daily", day)
+    assert run.state == "success", task_states(run)
+    files = warehouse.query(
+        "SELECT source_file, sha256, rows FROM warehouse.ingested_files "
+        "WHERE model = 'churn' AND partition_date = :d",
+        {"d": day},
+    )
+    expected = storage.join(
+        team_setup["LOOPLINE_LANDING"], "churn", f"date={day}", "part-000.parquet"
+    )
+    assert files["source_file"].tolist() == [expected]
+    assert files["sha256"][0] == hashlib.sha256(storage.read_bytes(expected)).hexdigest()
+    clean = warehouse.count_rows("clean_rows", "churn", [day])
+    quarantined = warehouse.count_rows("quarantine", "churn", [day])
+    assert clean + quarantined == files["rows"][0] == ROWS
+
+
+def test_training_logs_the_model_through_the_mlflow_server_into_s3(team_setup):
+    spec = get_spec("churn")
+    for i in range(DAYS):
+        day = START + dt.timedelta(days=i)
+        ingest_day(spec, day, run_id="seed")
+        validate_day(spec, day, run_id="seed")
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(str(REPO / "dags")).get_dag("churn_train")
+    run = dag.test(run_conf={"end_date": TRAIN_END.isoformat(), "reason": "compose test"})
+    assert run.state == "success", task_states(run)
+
+    labels = warehouse.query(
+        "SELECT DISTINCT source_file FROM warehouse.labels WHERE model = 'churn'"
+    )
+    assert labels["source_file"].str.startswith(team_setup["LOOPLINE_LABELS"]).all()
+    version = registry.champion_version("churn")
+    assert version is not None
+    experiment = storage.join(team_setup["LOOPLINE_MLFLOW_ARTIFACTS"], "churn")
+    run_info = registry.client().get_run(version.run_id).info
+    assert run_info.artifact_uri.startswith(experiment), run_info.artifact_uri
+    bucket, prefix = experiment.removeprefix("s3://").split("/", 1)
+    pages = (
+        storage.s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    )
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    assert any(key.endswith("/MLmodel") for key in keys), (version.source, keys)
+    assert any(key.endswith("/reference/profile.json") for key in keys), keys
+
+
+def test_scoring_loads_the_champion_from_s3_and_reports_drift_to_s3(team_setup):
+    run = run_day("churn_daily", SCORE_DAY)
+    assert run.state == "success", task_states(run)
+    scored = warehouse.query(
+        "SELECT model_version, count(*) AS n FROM warehouse.predictions "
+        "WHERE model = 'churn' AND partition_date = :d GROUP BY 1",
+        {"d": SCORE_DAY},
+    )
+    champion = registry.champion_version("churn")
+    assert scored["model_version"].tolist() == [int(champion.version)]
+    assert scored["n"][0] == warehouse.count_rows("clean_rows", "churn", [SCORE_DAY])
+    report = warehouse.query(
+        "SELECT report_uri FROM warehouse.drift_reports "
+        "WHERE model = 'churn' AND partition_date = :d",
+        {"d": SCORE_DAY},
+    )["report_uri"][0]
+    assert report == storage.join(
+        team_setup["LOOPLINE_REPORTS"], "churn", f"drift-{SCORE_DAY}.html"
+    )
+    assert b"churn: drift check of 2026-02-02" in storage.read_bytes(report)
