@@ -14,10 +14,9 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 
 def _day(context) -> dt.date:
-    override = (context.get("params") or {}).get("partition_date")
-    if override:
-        return dt.date.fromisoformat(str(override))
-    return context["data_interval_start"].date()
+    from loopline.tasks import partition_date
+
+    return partition_date(context)
 
 
 class DriftDetectionOperator(BaseOperator):

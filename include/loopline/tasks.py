@@ -72,13 +72,22 @@ def model_dag(spec: ModelSpec, kind: str, *, schedule: str | None, tag: str, **k
     )
 
 
-def partition_date() -> dt.date:
-    """The day a task works on: the ``partition_date`` param if given, else the data interval."""
-    context = get_current_context()
+def partition_date(context=None) -> dt.date:
+    """The day a task works on: the ``partition_date`` param if given, else the data interval.
+    A run triggered without either (``airflow dags trigger`` without a logical date) fails at
+    once: guessing a day would load or score the wrong one."""
+    context = context or get_current_context()
     override = (context.get("params") or {}).get("partition_date")
     if override:
         return dt.date.fromisoformat(str(override))
-    return context["data_interval_start"].date()
+    start = context.get("data_interval_start")
+    if start is None:
+        raise AirflowFailException(
+            f"{context['dag'].dag_id}, run {context['run_id']}: no data interval (triggered "
+            "without a logical date) and no partition_date param: give the day to process, "
+            'e.g. --conf \'{"partition_date": "2026-01-31"}\''
+        )
+    return start.date()
 
 
 def run_id() -> str:
@@ -275,7 +284,9 @@ def training_end() -> dt.date:
     override = (context.get("params") or {}).get("end_date")
     if override:
         return dt.date.fromisoformat(str(override))
-    return context["data_interval_end"].date()
+    end = context.get("data_interval_end")
+    # A manual run without a logical date trains on what is available on the day it runs.
+    return end.date() if end is not None else context["dag_run"].run_after.date()
 
 
 def train_dag(spec: ModelSpec) -> DAG:

@@ -1,0 +1,32 @@
+"""Which day a task works on, and which day a training ends, from the run's context."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+from loopline.tasks import partition_date
+
+INTERVAL = dt.datetime(2026, 1, 31, 2, tzinfo=dt.UTC)
+
+
+def context(**extra) -> dict:
+    return {"dag": SimpleNamespace(dag_id="churn_daily"), "run_id": "manual__x", **extra}
+
+
+def test_the_param_wins_over_the_data_interval():
+    ctx = context(params={"partition_date": "2026-01-05"}, data_interval_start=INTERVAL)
+    assert partition_date(ctx) == dt.date(2026, 1, 5)
+
+
+def test_the_data_interval_start_is_the_day():
+    assert partition_date(context(params={}, data_interval_start=INTERVAL)) == dt.date(2026, 1, 31)
+
+
+def test_a_run_without_interval_or_param_fails_at_once_and_says_what_to_give():
+    with pytest.raises(
+        AirflowFailException, match="churn_daily, run manual__x: no data interval.*partition_date"
+    ):
+        partition_date(context(params={}, data_interval_start=None))
