@@ -98,10 +98,10 @@ def ingest_labels(
                     }
                 )
                 cursor.execute(
-                    "DELETE FROM warehouse.quarantine WHERE model = %s AND source_file = %s",
+                    "DELETE FROM warehouse.labels_quarantine WHERE model = %s AND source_file = %s",
                     (spec.name, data_file.path),
                 )
-                warehouse.copy_frame(cursor, "quarantine", quarantine)
+                warehouse.copy_frame(cursor, "labels_quarantine", quarantine)
         loaded += len(typed)
         log.info(
             "model %s: %d labels from %s (%d quarantined)",
