@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -191,7 +192,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from loopline import registry
 
-    result = registry.rollback(args.model, args.to_version, reason=args.reason)
+    try:
+        result = registry.rollback(args.model, args.to_version, reason=args.reason)
+    except registry.RollbackError as error:
+        print(f"loopline rollback: {error}", file=sys.stderr)
+        return 1
     print(f"{args.model}: champion v{result['previous_champion']} -> v{result['champion']}")
     return 0
 
@@ -209,6 +214,41 @@ def cmd_history(args: argparse.Namespace) -> int:
             f"{e.created_at:%Y-%m-%d %H:%M:%S}  v{e.version:<3} {e.event:<12}{previous}  "
             + "; ".join(e.reasons)
         )
+    return 0
+
+
+def _local_airflow(port: int = 8080):
+    """The local Airflow stack of `make run`: its home, and its metadata on the embedded
+    PostgreSQL (started if needed)."""
+    from loopline.stack import LocalAirflow
+
+    server = _server()
+    server.start()
+    return LocalAirflow(config.state_dir() / "airflow", server.url("airflow"), port=port)
+
+
+def cmd_airflow(args: argparse.Namespace) -> int:
+    """Airflow's own CLI against the local stack (the same home and metadata database)."""
+    airflow = _local_airflow()
+    program = str(Path(sys.executable).with_name("airflow"))
+    os.execve(program, [program, *args.args], airflow.environment())
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Only Airflow (api-server, scheduler, dag-processor, triggerer) until Ctrl-C: the local
+    stack without `make run`'s simulation and backfills."""
+    airflow = _local_airflow(args.port)
+    airflow.migrate()
+    airflow.start()
+    try:
+        airflow.wait_healthy()
+        print(f"Airflow UI http://localhost:{args.port}  login: admin / {airflow.password()}")
+        print("Ctrl-C stops Airflow.", flush=True)
+        signal.pause()
+    except KeyboardInterrupt:
+        print("\nstopping ...")
+    finally:
+        airflow.stop()
     return 0
 
 
@@ -272,6 +312,16 @@ def parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="promotions, rejections and rollbacks of a model")
     history.add_argument("model")
     history.set_defaults(func=cmd_history)
+
+    airflow = sub.add_parser(
+        "airflow", help="Airflow's CLI against the local stack, e.g. `loopline airflow dags list`"
+    )
+    airflow.add_argument("args", nargs=argparse.REMAINDER, help="arguments for `airflow`")
+    airflow.set_defaults(func=cmd_airflow)
+
+    up = sub.add_parser("up", help="start only the local Airflow (UI, scheduler, ...) until Ctrl-C")
+    up.add_argument("--port", type=int, default=8080, help="Airflow UI / API port")
+    up.set_defaults(func=cmd_up)
 
     demo = sub.add_parser("demo", help="the main job of `make run`: the loop through Airflow")
     demo.add_argument("--days", type=int, default=56)
