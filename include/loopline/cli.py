@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -239,16 +238,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack without `make run`'s simulation and backfills."""
     airflow = _local_airflow(args.port)
     airflow.migrate()
-    airflow.start()
-    try:
+    with airflow.running():
         airflow.wait_healthy()
         print(f"Airflow UI http://localhost:{args.port}  login: admin / {airflow.password()}")
-        print("Ctrl-C stops Airflow.", flush=True)
-        signal.pause()
-    except KeyboardInterrupt:
-        print("\nstopping ...")
-    finally:
-        airflow.stop()
+        airflow.stay_up()
     return 0
 
 

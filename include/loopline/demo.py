@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import signal
 import time
 
 from sqlalchemy.engine import make_url
@@ -159,9 +158,8 @@ def run_demo(
     airflow = LocalAirflow(config.state_dir() / "airflow", server.url("airflow"), port=port)
     _step(f"starting Airflow on http://localhost:{port} (logs: {airflow.logs})")
     airflow.migrate()
-    airflow.start()
     daily, labels, train = f"{MODEL}_daily", f"{MODEL}_labels", f"{MODEL}_train"
-    try:
+    with airflow.running():
         airflow.wait_healthy()
         airflow.wait_dags([daily, labels, train])
         for dag_id in (daily, labels):
@@ -190,12 +188,7 @@ def run_demo(
         airflow.airflow("dags", "pause", train)  # no further scheduled trainings during the demo
         _summary(airflow, url, started)
         if keep_up:
-            print("\nThe Airflow UI stays up: press Ctrl-C to stop everything.", flush=True)
-            signal.pause()
-    except KeyboardInterrupt:
-        print("\nstopping ...")
-    finally:
-        airflow.stop()
+            airflow.stay_up()
     return 0
 
 

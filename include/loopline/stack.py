@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,6 +144,21 @@ class LocalAirflow:
     def password(self) -> str:
         path = self.home / "simple_auth_manager_passwords.json.generated"
         return json.loads(path.read_text()).get("admin", "?") if path.exists() else "?"
+
+    @contextmanager
+    def running(self) -> Iterator[LocalAirflow]:
+        """Started on entry, stopped on exit; Ctrl-C is a normal way out."""
+        self.start()
+        try:
+            yield self
+        except KeyboardInterrupt:
+            print("\nstopping ...")
+        finally:
+            self.stop()
+
+    def stay_up(self) -> None:
+        print("\nThe Airflow UI stays up: press Ctrl-C to stop it.", flush=True)
+        signal.pause()
 
     def stop(self) -> None:
         for process in self.processes.values():
