@@ -53,15 +53,18 @@ class LocalAirflow:
         }
 
     def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        """Run an ``airflow`` CLI command against this stack."""
-        return subprocess.run(
+        """Run an ``airflow`` CLI command against this stack; a failure carries its stderr."""
+        result = subprocess.run(
             [str(Path(sys.executable).with_name("airflow")), *args],
             env=self.environment(),
             capture_output=True,
             text=True,
-            check=check,
             timeout=600,
         )
+        if check and result.returncode != 0:
+            output = (result.stderr.strip() or result.stdout.strip())[-3000:]
+            raise RuntimeError(f"airflow {' '.join(args)} exited {result.returncode}:\n{output}")
+        return result
 
     def migrate(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -111,14 +114,15 @@ class LocalAirflow:
 
     def wait_dags(self, dag_ids: list[str], timeout: float = 240) -> None:
         """Until the dag-processor has serialised every DAG we are about to run."""
-        deadline = time.monotonic() + timeout
+        deadline, found = time.monotonic() + timeout, set()
         while time.monotonic() < deadline:
             self.check_alive()
             found = {r[0] for r in self._query("SELECT dag_id FROM serialized_dag")}
             if set(dag_ids) <= found:
                 return
             time.sleep(2)
-        raise TimeoutError(f"DAGs {dag_ids} were not parsed within {timeout:.0f}s: see {self.logs}")
+        missing = sorted(set(dag_ids) - found)
+        raise TimeoutError(f"DAGs {missing} were not parsed within {timeout:.0f}s: see {self.logs}")
 
     def run_states(self, dag_id: str) -> dict[str, int]:
         rows = self._query(
