@@ -17,10 +17,10 @@ set -e
 : "${WAREHOUSE_WRITER_PASSWORD:?WAREHOUSE_WRITER_PASSWORD is not set: see .env.example}"
 : "${WAREHOUSE_ANALYST_PASSWORD:?WAREHOUSE_ANALYST_PASSWORD is not set: see .env.example}"
 
-echo "loopline: creating roles and databases from /loopline/roles.sql"
+echo "loopline: creating roles and databases from ${LOOPLINE_ROLES_SQL:-/loopline/roles.sql}"
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
     -v airflow_password="$AIRFLOW_DB_PASSWORD" \
     -v mlflow_password="$MLFLOW_DB_PASSWORD" \
     -v writer_password="$WAREHOUSE_WRITER_PASSWORD" \
     -v analyst_password="$WAREHOUSE_ANALYST_PASSWORD" \
-    -f /loopline/roles.sql
+    -f "${LOOPLINE_ROLES_SQL:-/loopline/roles.sql}"

@@ -173,6 +173,16 @@ class LocalPostgres:
     def create_roles(self) -> None:
         """Databases and roles, as on the production server. Authentication is trust on
         127.0.0.1, so the passwords are random and unused; privileges still apply."""
+        owner = self.psql(
+            "postgres",
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'warehouse'",
+        ).strip()
+        if owner and owner != OWNERS["warehouse"]:
+            raise RuntimeError(
+                f"the embedded PostgreSQL under {self.data_dir} predates loopline's roles (its "
+                f"warehouse belongs to {owner}, not {OWNERS['warehouse']}): `make reset` deletes "
+                "the local state and the next `make run` starts afresh"
+            )
         passwords = [
             f"{name}_password={secrets.token_urlsafe(16)}"
             for name in ("airflow", "mlflow", "writer", "analyst")

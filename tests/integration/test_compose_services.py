@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from .conftest import REPO, run_day, task_states
 START, DAYS, ROWS = dt.date(2026, 1, 1), 36, 400
 TRAIN_END = dt.date(2026, 2, 6)
 SCORE_DAY = dt.date(2026, 2, 2)
+ROLES = ("airflow", "mlflow", "loopline_writer", "loopline_analyst")
 LOOPLINE_S3 = (
     "LOOPLINE_LANDING",
     "LOOPLINE_LABELS",
@@ -179,3 +182,30 @@ def test_scoring_loads_the_champion_from_s3_and_reports_drift_to_s3(team_setup):
         team_setup["LOOPLINE_REPORTS"], "churn", f"drift-{SCORE_DAY}.html"
     )
     assert b"churn: drift check of 2026-02-02" in storage.read_bytes(report)
+
+
+def test_the_postgres_init_script_applies_the_passwords_from_the_environment(warehouse_url):
+    """compose's postgres init script, run here with this server's psql: it runs roles.sql
+    (again: it is idempotent) and sets every role's password from the environment."""
+    from loopline.pgserver import _bin_dir
+
+    server = LocalPostgres(SESSION_DIR / "postgres")
+    hashes = "SELECT rolname, rolpassword FROM pg_authid WHERE rolname IN " + str(ROLES)
+    before = dict(line.split("|") for line in server.psql("postgres", hashes).split())
+    postgres = compose()["services"]["postgres"]
+    env = {
+        **os.environ,
+        "PATH": f"{_bin_dir()}:{os.environ['PATH']}",
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(server.port),
+        "POSTGRES_USER": "postgres",
+        "LOOPLINE_ROLES_SQL": str(REPO / "include" / "sql" / "roles.sql"),
+        **{name: f"new-{name.lower()}" for name in postgres["environment"] if "PASSWORD" in name},
+    }
+    script = REPO / "docker" / "postgres" / "10-loopline.sh"
+    result = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    after = dict(line.split("|") for line in server.psql("postgres", hashes).split())
+    assert sorted(after) == sorted(ROLES)
+    assert all(after[role].startswith("SCRAM-SHA-256$") for role in ROLES), after
+    assert all(after[role] != before[role] for role in ROLES), "a password was not changed"
