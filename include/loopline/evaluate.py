@@ -205,8 +205,12 @@ def run_evaluation(spec: ModelSpec, mlflow_run_id: str) -> dict:
         mlflow.log_metrics(logged)
         mlflow.log_dict(slices, "slices.json")
         mlflow.set_tag("calibrated", str(calibrated))
-        for name, figure in figures(spec, y, scores, slices, feature_importance(candidate)).items():
+        plots = figures(spec, y, scores, slices, feature_importance(candidate))
+        import matplotlib.pyplot as plt
+
+        for name, figure in plots.items():
             mlflow.log_figure(figure, f"plots/{name}")
+            plt.close(figure)  # pyplot keeps every figure alive until closed
         sample = holdout[input_columns(spec)].head(200)
         info = registry.log_model(final, "model", sample, score(spec, final, sample), spec.name)
     version = int(info.registered_model_version)
