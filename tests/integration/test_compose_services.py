@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +32,7 @@ from .conftest import REPO, run_day, task_states
 START, DAYS, ROWS = dt.date(2026, 1, 1), 36, 400
 TRAIN_END = dt.date(2026, 2, 6)
 SCORE_DAY = dt.date(2026, 2, 2)
+MIGRATIONS = REPO / "include" / "loopline" / "migrations" / "versions"
 ROLES = ("airflow", "mlflow", "loopline_writer", "loopline_analyst")
 LOOPLINE_S3 = (
     "LOOPLINE_LANDING",
@@ -209,3 +212,70 @@ def test_the_postgres_init_script_applies_the_passwords_from_the_environment(war
     assert sorted(after) == sorted(ROLES)
     assert all(after[role].startswith("SCRAM-SHA-256$") for role in ROLES), after
     assert all(after[role] != before[role] for role in ROLES), "a password was not changed"
+
+
+INTERPOLATION = re.compile(r"\$\$|\$\{(\w+)(?::?[-?][^}]*)?\}")
+
+
+def interpolate(text: str, values: dict[str, str]) -> str:
+    """What compose does to ``${VAR}``, ``${VAR:-default}``, ``${VAR:?error}`` and ``$$``."""
+
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name is None:  # $$, an escaped $
+            return "$"
+        if name in values:
+            return values[name]
+        rest = match.group(0)[len(name) + 2 : -1]
+        assert rest.startswith(":-"), f"compose needs {name}, the test does not set it"
+        return rest[2:]
+
+    return INTERPOLATION.sub(value, text)
+
+
+def airflow_init(tmp_path, server: LocalPostgres, dotenv: dict[str, str]):
+    """compose's airflow-init command, run here: /opt/airflow is a temp folder, the databases
+    are this server's, Airflow's entrypoint is plain ``airflow``."""
+    service = compose()["services"]["airflow-init"]
+    script = interpolate(service["command"][1], dotenv)
+    script = script.replace("/entrypoint airflow", "airflow").replace("/opt/airflow", str(tmp_path))
+    env = {key: interpolate(str(value), dotenv) for key, value in service["environment"].items()}
+    env = {key: value.replace("/opt/airflow", str(tmp_path)) for key, value in env.items()}
+    env.update(
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=server.url("airflow"),
+        WAREHOUSE_URL=server.url("warehouse"),
+        PYTHONPATH=str(REPO / "include"),
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+    )
+    return subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_airflow_init_migrates_both_databases_and_writes_the_admin_login(warehouse_url, tmp_path):
+    from cryptography.fernet import Fernet
+
+    server = LocalPostgres(SESSION_DIR / "postgres")
+    dotenv = {
+        "AIRFLOW_DB_PASSWORD": "a",
+        "WAREHOUSE_WRITER_PASSWORD": "w",
+        "MINIO_ROOT_USER": "loopline",
+        "MINIO_ROOT_PASSWORD": "m" * 8,
+        "AIRFLOW_FERNET_KEY": Fernet.generate_key().decode(),
+        "AIRFLOW_JWT_SECRET": "j",
+        "AIRFLOW_API_SECRET_KEY": "k",
+        "AIRFLOW_ADMIN_PASSWORD": "the-admin-password",
+    }
+    result = airflow_init(tmp_path, server, dotenv)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    login = json.loads((tmp_path / "auth" / "simple_auth_manager_passwords.json").read_text())
+    assert login == {"admin": "the-admin-password"}
+    heads = server.psql("warehouse", "SELECT version_num FROM warehouse.alembic_version").split()
+    assert heads == [sorted(p.name[:4] for p in MIGRATIONS.glob("0*.py"))[-1]]
+    assert server.psql("airflow", "SELECT count(*) FROM dag").strip().isdigit()
+
+    refused = airflow_init(tmp_path, server, {**dotenv, "AIRFLOW_JWT_SECRET": "change-me"})
+    assert refused.returncode != 0
+    assert "change-me placeholder" in refused.stderr + refused.stdout
+    assert "AIRFLOW__API_AUTH__JWT_SECRET" in refused.stderr + refused.stdout
