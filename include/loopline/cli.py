@@ -64,13 +64,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def _warehouse_url(analyst: bool) -> str:
     """The pipeline's URL (writer role), or the same server as the read-only analyst role."""
-    url = config.warehouse_url()
-    if not analyst:
-        return url
-    from sqlalchemy.engine import make_url
-
-    analyst_url = make_url(url).set(username="loopline_analyst", password=None)
-    return analyst_url.render_as_string(hide_password=False)
+    return config.analyst_url() if analyst else config.warehouse_url()
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -42,6 +42,17 @@ def warehouse_url() -> str:
     return os.environ.get("WAREHOUSE_URL") or _embedded().url("warehouse")
 
 
+def analyst_url(url: str | None = None) -> str:
+    """The warehouse URL (default: this one) as the read-only analyst role, without password."""
+    from sqlalchemy.engine import URL, make_url
+
+    base = make_url(url or warehouse_url())
+    analyst = URL.create(
+        base.drivername, "loopline_analyst", None, base.host, base.port, base.database, base.query
+    )
+    return analyst.render_as_string(hide_password=False)
+
+
 def _embedded():
     from loopline.pgserver import LocalPostgres
 

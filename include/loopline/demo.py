@@ -19,8 +19,6 @@ import json
 import os
 import time
 
-from sqlalchemy.engine import make_url
-
 from loopline import config, warehouse
 from loopline.pgserver import LocalPostgres
 from loopline.simulate import Scenario, simulate
@@ -225,8 +223,7 @@ def _summary(airflow: LocalAirflow, url: str, started: float) -> None:
     print_monitoring(MODEL)
     _step("model history (warehouse.model_events) and the champion")
     print_models(MODEL)
-    analyst = make_url(url).set(drivername="postgresql", username="loopline_analyst")
-    psql = analyst.render_as_string(hide_password=False)
+    psql = config.analyst_url(url).replace("+psycopg2", "")
     mlflow_uri = config.mlflow_tracking_uri()
     latest = "SELECT * FROM warehouse.predictions_latest ORDER BY score DESC LIMIT 10"
     print(f"""
