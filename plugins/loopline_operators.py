@@ -47,7 +47,7 @@ class RetrainTriggerOperator(TriggerDagRunOperator):
     """Trigger ``<model>_train`` on a drift verdict or a performance drop, unless the cool-down,
     persistence, active-run or new-label rules suppress it. The decision is recorded in
     ``warehouse.retrain_decisions`` either way; the triggered run carries ``{reason, report_id,
-    end_date}`` in its conf and the reason as its note."""
+    end_date, source}`` in its conf and the reason as its note."""
 
     ui_color = "#f6c1c1"
 
