@@ -7,17 +7,17 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from loopline.features import input_columns, typed_frame
-from loopline.simulate import generate_day
-from loopline.spec import get_spec
-from loopline.train import (
-    TrainingDataError,
+from loopline.adapters.specs import get_spec
+from loopline.core.errors import TrainingDataError
+from loopline.core.features import input_columns, typed_frame
+from loopline.core.training import (
     fit_baseline,
     fit_xgboost,
     score,
     split_by_time,
     training_window,
 )
+from loopline.dev.simulate import generate_day
 
 SPEC = get_spec("churn")
 START = dt.date(2026, 1, 1)
@@ -45,11 +45,14 @@ def test_split_is_by_time_and_never_shuffled():
     }
 
 
-def test_too_few_days_is_a_clear_error():
-    with pytest.raises(
-        TrainingDataError, match="model 'churn': 10 labelled days, the spec needs at least 21"
-    ):
+def test_too_few_days_is_a_clear_error_naming_the_setting_and_what_the_data_allows():
+    with pytest.raises(TrainingDataError) as info:
         split_by_time(SPEC, labelled_days(10))
+    message = str(info.value)
+    assert message.startswith("model 'churn': 10 labelled day(s) in the training window")
+    assert "the spec needs at least 21 (training.min_days)" in message
+    assert "lower training.min_days to at most 13" in message
+    assert not info.value.retryable
 
 
 def test_training_window_ends_where_labels_have_arrived():
@@ -62,8 +65,12 @@ def test_candidate_beats_baseline_and_survives_unseen_categories():
     data = split_by_time(SPEC, labelled_days(24))
     model, params = fit_xgboost(SPEC, data, seed=0)
     baseline = fit_baseline(SPEC, data)
-    assert params["scale_pos_weight"] > 10  # a few % positives
+    assert "scale_pos_weight" not in params  # probabilities stay calibrated by default
     assert 0 < params["best_iteration"] < params["n_estimators"]
+    balanced = SPEC.model_copy(
+        update={"training": SPEC.training.model_copy(update={"balance_classes": True})}
+    )
+    assert fit_xgboost(balanced, data, seed=0)[1]["scale_pos_weight"] > 10  # a few % positives
     holdout = data.holdout.copy()
     from sklearn.metrics import roc_auc_score
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from loopline.spec import SpecError, get_spec, load_spec, load_specs, spec_paths
+from loopline.adapters.specs import check_model_name, get_spec, load_spec, load_specs, spec_paths
+from loopline.core.errors import SpecError
 
-CHURN = Path(__file__).resolve().parents[2] / "include" / "specs" / "churn.yaml"
+CHURN = Path(__file__).resolve().parents[3] / "include" / "specs" / "churn.yaml"
 
 
 def write_spec(folder: Path, name: str, change) -> Path:
@@ -55,6 +56,13 @@ def test_every_shipped_spec_loads():
         ),
         (lambda d: d["features"].append(dict(d["features"][0])), "<root>", "repeat"),
         (lambda d: d["features"][15].update(min=0), "features.15", "categorical"),
+        (lambda d: d["features"][0].update(name="label"), "features.0.name", "reserved"),
+        (lambda d: d["features"][0].update(name=" x"), "features.0.name", "spaces"),
+        (lambda d: d["features"][0].update(name="a\tb"), "features.0.name", "control"),
+        (lambda d: d["training"].update(min_days=50), "training", "never hold enough"),
+        (lambda d: d["drift"].update(persistence_k=4), "drift", "could never persist"),
+        (lambda d: d["metric"].update(primary="rmse"), "<root>", "not a binary_classification"),
+        (lambda d: d["gate"].update(guardrails=["mae"]), "<root>", "gate.guardrails"),
         (
             lambda d: d["validation"].update(max_bad_row_share=2),
             "validation.max_bad_row_share",
@@ -102,6 +110,7 @@ def test_gate_is_optional_and_absent_means_none(tmp_path):
 def test_regression_spec_with_integer_ids_and_open_categories(tmp_path):
     def change(d):
         d["target"] = {"column": "spend", "task": "regression"}
+        d["metric"].pop("primary")
         d["entity_id"] = {"column": "account", "dtype": "integer"}
         d["features"][15].pop("categories")
 
@@ -109,3 +118,34 @@ def test_regression_spec_with_integer_ids_and_open_categories(tmp_path):
     assert spec.target.task == "regression"
     assert spec.entity_id.dtype == "integer"
     assert spec.features[15].categories is None
+
+
+def test_defaults_follow_the_task(tmp_path):
+    def regression(d):
+        d["target"] = {"column": "price", "task": "regression"}
+        d.pop("metric")
+        d["gate"].pop("guardrails", None)
+
+    spec = load_spec(write_spec(tmp_path, "prices", regression))
+    assert (spec.primary_metric, spec.guardrails) == ("rmse", ["mae"])
+    churn = get_spec("churn")
+    assert (churn.primary_metric, churn.guardrails) == ("roc_auc", ["log_loss", "brier"])
+
+
+def test_feature_names_with_quotes_and_percent_are_fine(tmp_path):
+    """The lake keeps them as Parquet column names: no SQL identifier is built from a spec."""
+
+    def odd(d):
+        d["features"][0]["name"] = 'tenure "months"'
+        d["features"][1]["name"] = "charges %"
+
+    spec = load_spec(write_spec(tmp_path, "odd", odd))
+    assert spec.feature_names[:2] == ['tenure "months"', "charges %"]
+
+
+@pytest.mark.parametrize("name", ["../../x", "my model", "x; drop table", "Churn", ""])
+def test_model_names_from_the_cli_are_checked_before_they_become_paths(name):
+    with pytest.raises(SpecError, match="is not a model name"):
+        check_model_name(name)
+    with pytest.raises(SpecError, match="is not a model name"):
+        get_spec(name)
