@@ -1,8 +1,8 @@
--- Databases and roles of a loopline PostgreSQL server. Run once by a superuser with psql:
---   psql -v ON_ERROR_STOP=1 -v airflow_password=... -v mlflow_password=... \
---        -v writer_password=... -v analyst_password=... -f roles.sql
--- The embedded server (`loopline db start`, tests) and compose's postgres service both run it;
--- passwords come from the caller's environment, never from this file. Safe to run again.
+-- Databases and roles of a loopline PostgreSQL server. Run by a superuser with psql, the psql
+-- variables airflow_password, mlflow_password, writer_password and analyst_password set
+-- (`-v name=...`, or `\set name '...'` lines on stdin before this file, which keeps them out of
+-- the process list). The embedded server (`loopline db start`, tests) and compose's postgres
+-- service both run it; passwords come from the caller, never from this file. Safe to run again.
 --
 --   airflow           owns database airflow   (Airflow metadata)
 --   mlflow            owns database mlflow    (MLflow tracking store)
@@ -19,7 +19,9 @@ ALTER ROLE airflow PASSWORD :'airflow_password';
 ALTER ROLE mlflow PASSWORD :'mlflow_password';
 ALTER ROLE loopline_writer PASSWORD :'writer_password';
 ALTER ROLE loopline_analyst PASSWORD :'analyst_password';
--- Analysts' sessions cannot write even where a grant slipped through, and cannot run away.
+-- Analysts' sessions cannot write even where a grant slipped through. The statement timeout is a
+-- default against runaway queries, not a limit (any role may SET its own): nothing of the
+-- pipeline waits for an analyst, since reads never block its writes and its locks are refused.
 ALTER ROLE loopline_analyst SET default_transaction_read_only = on;
 ALTER ROLE loopline_analyst SET statement_timeout = '5min';
 
@@ -45,3 +47,11 @@ ALTER SCHEMA public OWNER TO mlflow;
 \connect warehouse
 ALTER SCHEMA public OWNER TO loopline_writer;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
+-- Only the pipeline may take advisory locks in the warehouse: an analyst holding a day's lock
+-- (pg_advisory_lock(hashtextextended('churn/2026-11-19', 0))) would stall its writes.
+SELECT format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', p.oid::regprocedure)
+FROM pg_proc p WHERE p.proname LIKE 'pg\_%advisory%'
+\gexec
+SELECT format('GRANT EXECUTE ON FUNCTION %s TO loopline_writer', p.oid::regprocedure)
+FROM pg_proc p WHERE p.proname LIKE 'pg\_%advisory%'
+\gexec

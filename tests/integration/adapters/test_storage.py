@@ -7,7 +7,7 @@ import hashlib
 
 import pandas as pd
 import pytest
-from loopline import storage
+from loopline.adapters import storage
 
 FRAME = pd.DataFrame(
     {
@@ -39,9 +39,19 @@ def test_files_are_listed_read_and_hashed_alike(root):
     assert storage.list_folders(storage.join(root, "churn")) == ["date=2026-01-01"]
     assert storage.list_folders(day) == ["nested"]
 
-    parquet, digest = storage.read_file(files[1].path)
+    parquet = storage.read_frame(files[1].path)
     pd.testing.assert_frame_equal(parquet, FRAME)
-    assert digest == hashlib.sha256(storage.read_bytes(files[1].path)).hexdigest()
+    assert (
+        storage.sha256(files[1].path)
+        == hashlib.sha256(storage.read_bytes(files[1].path)).hexdigest()
+    )
+    assert storage.stat(files[1].path).version == files[1].version  # unchanged since listed
+    tree = [f.path.removeprefix(day) for f in storage.list_tree(day)]
+    assert "/nested/deeper.parquet" in tree and len(tree) == 6
+    with storage.local_copy(files[1].path) as local:
+        assert local.read_bytes() == storage.read_bytes(files[1].path)
+    assert storage.delete_tree(storage.join(day, "nested")) == 1
+    assert storage.list_folders(day) == []
     csv = storage.read_frame(files[0].path)
     assert csv["customer_id"].tolist()[:2] == ["c1", "c2"] and pd.isna(csv["customer_id"][2])
     assert csv["tenure"].tolist()[0] == "1.5"  # CSV cells stay text until validation

@@ -6,23 +6,34 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from pathlib import Path
 
 import psycopg2
 import pytest
-from loopline import warehouse
+from loopline.adapters import warehouse
 from psycopg2 import errors
 from sqlalchemy.engine import make_url
 
-REPO = Path(__file__).resolve().parents[2]
+from ...conftest import REPO, SESSION_DIR
+
 ANALYST = "loopline_analyst"
 DAY = dt.date(2026, 3, 1)
+
+
+def password(user: str) -> str:
+    from loopline.dev.pgserver import LocalPostgres
+
+    return LocalPostgres(SESSION_DIR / "postgres").passwords()[user]
 
 
 def connect(warehouse_url: str, user: str, database: str = "warehouse"):
     url = make_url(warehouse_url)
     connection = psycopg2.connect(
-        host=url.host, port=url.port, user=user, dbname=database, connect_timeout=10
+        host=url.host,
+        port=url.port,
+        user=user,
+        password=password(user),
+        dbname=database,
+        connect_timeout=10,
     )
     connection.autocommit = True
     return connection
@@ -68,7 +79,8 @@ def test_analysts_read_the_predictions_tables_and_views(analyst):
     "statement",
     [
         "SELECT * FROM warehouse.labels",
-        "SELECT * FROM warehouse.clean_rows",
+        "SELECT * FROM warehouse.lake_partitions",
+        "SELECT * FROM warehouse.predictions_staging",
         "SELECT * FROM warehouse.quarantine",
         "SELECT * FROM warehouse.model_events",
         "SELECT * FROM warehouse.alembic_version",

@@ -1,0 +1,149 @@
+"""The lake: clean rows as typed Parquet, one column per spec feature, under
+``<lake>/clean/<model>/date=YYYY-MM-DD/attempt=<id>/part-NNNNN.parquet``.
+
+Write-audit-publish: a run writes its files under its own attempt folder, nobody reads them
+until the publish step commits the pointer to them in ``warehouse.lake_partitions`` (with the
+day's quarantine and validation results, in one transaction). Readers only ever read the files
+a pointer names, so a killed run, a failed validation or two concurrent runs of one day never
+show a half-written or mixed day. Work files of a shard (its bad rows, its entity-id keys) live
+in the attempt's ``_work/`` folder and are deleted after publishing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from loopline.adapters import settings, storage
+from loopline.core.spec import ModelSpec
+from loopline.core.validation import ENTITY, TIMESTAMP
+
+LINEAGE = ("_source_file", "_row_number", "_run_id")
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("source_file", pa.string()),
+        ("row_number", pa.int64()),
+        ("entity_id", pa.string()),
+        ("record", pa.string()),
+        ("reasons", pa.string()),
+    ]
+)
+KEYS_SCHEMA = pa.schema(
+    [
+        ("file_index", pa.int32()),
+        ("row_number", pa.int64()),
+        ("clean", pa.bool_()),
+        ("entity_id", pa.string()),
+    ]
+)
+
+
+def clean_schema(spec: ModelSpec) -> pa.Schema:
+    """Typed columns of the clean Parquet files of a model."""
+    types = {"numeric": pa.float64(), "categorical": pa.string()}
+    return pa.schema(
+        [
+            (ENTITY, pa.string()),
+            (TIMESTAMP, pa.timestamp("us", tz="UTC")),
+            *[(f.name, types[f.type]) for f in spec.features],
+            ("_source_file", pa.string()),
+            ("_row_number", pa.int64()),
+            ("_run_id", pa.string()),
+        ]
+    )
+
+
+def day_folder(model: str, day) -> str:
+    return storage.join(settings.lake_root(), "clean", model, f"date={day.isoformat()}")
+
+
+def new_attempt() -> str:
+    """A fresh attempt id: two runs of one day never write to the same folder."""
+    return uuid.uuid4().hex[:16]
+
+
+def attempt_folder(model: str, day, attempt: str) -> str:
+    return storage.join(day_folder(model, day), f"attempt={attempt}")
+
+
+def part_path(folder: str, shard: int) -> str:
+    return storage.join(folder, f"part-{shard:05d}.parquet")
+
+
+def work_path(folder: str, kind: str, shard: int) -> str:
+    return storage.join(folder, "_work", f"{kind}-{shard:05d}.parquet")
+
+
+def attempts_of_day(model: str, day) -> list[str]:
+    """Attempt folders present for a day (published, superseded, or left by a killed run)."""
+    prefix = "attempt="
+    return [
+        name.removeprefix(prefix)
+        for name in storage.list_folders(day_folder(model, day))
+        if name.startswith(prefix)
+    ]
+
+
+class ParquetPart:
+    """A Parquet file written batch by batch (each batch a row group) to a local temporary
+    file, and published at ``path`` in one step when closed without error."""
+
+    def __init__(self, path: str, schema: pa.Schema):
+        self.path, self.schema, self.rows = path, schema, 0
+        self._writing = storage.writing(path)
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> ParquetPart:
+        local = self._writing.__enter__()
+        self._writer = pq.ParquetWriter(local, self.schema, compression="zstd")
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._writer.write_table(table.cast(self.schema))
+            self.rows += table.num_rows
+
+    def write_frame(self, frame: pd.DataFrame) -> None:
+        self.write(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False))
+
+    def __exit__(self, kind, error, trace) -> None:
+        self._writer.close()
+        self._writing.__exit__(kind, error, trace)
+
+
+def read_arrow_batches(
+    path: str, columns: list[str] | None = None, batch_rows: int = 250_000
+) -> Iterator[pa.Table]:
+    """The file's rows as Arrow tables of at most ``batch_rows`` rows, only ``columns``."""
+    with storage.local_copy(path) as local:
+        for batch in pq.ParquetFile(local).iter_batches(batch_size=batch_rows, columns=columns):
+            yield pa.Table.from_batches([batch])
+
+
+def read_batches(
+    path: str, columns: list[str] | None = None, batch_rows: int = 250_000
+) -> Iterator[pd.DataFrame]:
+    """The file's rows as DataFrames of at most ``batch_rows`` rows, only ``columns``."""
+    for table in read_arrow_batches(path, columns, batch_rows):
+        yield table.to_pandas()
+
+
+def read_table(path: str, columns: list[str] | None = None, filters=None) -> pa.Table:
+    """A whole (small) file, or the rows matching pyarrow ``filters``."""
+    with storage.local_copy(path) as local:
+        return pq.read_table(local, columns=columns, filters=filters)
+
+
+def file_rows(path: str) -> int:
+    with storage.local_copy(path) as local:
+        return pq.ParquetFile(local).metadata.num_rows
+
+
+def clean_columns(path: str) -> list[str]:
+    """Column names of a Parquet file, from its footer."""
+    with storage.local_copy(path) as local:
+        return list(pq.ParquetFile(local).schema_arrow.names)

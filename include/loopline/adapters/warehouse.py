@@ -1,0 +1,740 @@
+"""The PostgreSQL warehouse: every SQL statement loopline runs lives in this module, all with
+one placeholder style (``%(name)s``, the driver's own, through SQLAlchemy's
+``exec_driver_sql`` or a raw DB-API cursor for COPY).
+
+PostgreSQL holds what people query and what must be transactional: predictions (analysts),
+quarantine, validation results, drift reports, decisions, model events, labels, and the pointer
+to each published lake partition. Bulk feature data lives in the lake.
+
+Writes that replace a (model, day) partition run in one transaction holding the partition's
+advisory lock (``pg_advisory_xact_lock``, which analysts may not call), so a re-run or a
+concurrent duplicate can never leave a day doubled or mixed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pv
+from sqlalchemy import Engine, create_engine
+
+from loopline.adapters import settings
+from loopline.core import faults
+from loopline.core.errors import PermanentError, StoreUnavailableError
+
+SCHEMA = "warehouse"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+# --- connections, schema ---------------------------------------------------------------------
+
+
+def engine(url: str | None = None) -> Engine:
+    """The engine of ``url``, else of the configured warehouse (resolved on every call, so a
+    change of the setting takes effect; one engine and pool per URL)."""
+    return _engine(url or settings.warehouse_url())
+
+
+@cache
+def _engine(url: str) -> Engine:
+    return create_engine(url, pool_pre_ping=True, future=True)
+
+
+def _unavailable(exc: Exception) -> StoreUnavailableError:
+    return StoreUnavailableError(
+        f"the warehouse cannot be reached: {str(exc).strip().splitlines()[0]}",
+        hint="start it (`loopline db start` for the embedded one) or fix WAREHOUSE_URL; "
+        "Airflow retries the task",
+    )
+
+
+@contextmanager
+def _connection(url: str | None = None):
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        with engine(url).begin() as conn:
+            yield conn
+    except OperationalError as exc:
+        if getattr(exc, "connection_invalidated", False) or "connect" in str(exc).lower():
+            raise _unavailable(exc) from exc
+        raise
+
+
+def upgrade(url: str | None = None) -> str:
+    """Bring the schema to the newest migration; return the revision now in force."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine(url).begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+    return current_revision(url)
+
+
+def current_revision(url: str | None = None) -> str:
+    with _connection(url) as conn:
+        return conn.exec_driver_sql(
+            f"SELECT version_num FROM {SCHEMA}.alembic_version"
+        ).scalar_one()
+
+
+def query(sql: str, params: dict | None = None, url: str | None = None) -> pd.DataFrame:
+    """A read-only query (``%(name)s`` placeholders) as a frame: summaries, tests, the CLI."""
+    with _connection(url) as conn:
+        result = conn.exec_driver_sql(sql, params or {})
+        return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def _execute(sql: str, params: dict | None = None, url: str | None = None):
+    with _connection(url) as conn:
+        return conn.exec_driver_sql(sql, params or {})
+
+
+def _scalar(sql: str, params: dict, url: str | None = None):
+    with _connection(url) as conn:
+        return conn.exec_driver_sql(sql, params).scalar()
+
+
+# --- partitions, COPY -------------------------------------------------------------------------
+
+
+@contextmanager
+def _transaction(url: str | None = None, lock: str | None = None) -> Iterator:
+    """A DB-API cursor in one transaction, holding the advisory lock ``lock`` if given."""
+    import psycopg2
+
+    try:
+        raw = engine(url).raw_connection()
+    except Exception as exc:  # the pool wraps the driver's OperationalError
+        if isinstance(getattr(exc, "orig", exc), psycopg2.OperationalError):
+            raise _unavailable(exc) from exc
+        raise
+    try:
+        cursor = raw.cursor()
+        if lock is not None:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))", {"key": lock}
+            )
+        yield cursor
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
+
+
+def partition_transaction(model: str, partition_date: dt.date, url: str | None = None):
+    """A DB-API cursor in one transaction holding the (model, day) partition's advisory lock."""
+    return _transaction(url, lock=f"{model}/{partition_date.isoformat()}")
+
+
+def _csv(table: pa.Table) -> io.BytesIO:
+    buffer = io.BytesIO()
+    pv.write_csv(table, buffer, pv.WriteOptions(include_header=False, quoting_style="needed"))
+    buffer.seek(0)
+    return buffer
+
+
+def copy_frame(cursor, table: str, frame: pd.DataFrame | pa.Table, schema: str | None = SCHEMA):
+    """Bulk-load rows (columns named as in the table) with COPY ... FROM STDIN (CSV, written by
+    Arrow's C++ writer)."""
+    data = (
+        frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    )
+    if data.num_rows == 0:
+        return
+    columns = ", ".join(f'"{c}"' for c in data.column_names)
+    target = f"{schema}.{table}" if schema else table
+    cursor.copy_expert(f"COPY {target} ({columns}) FROM STDIN WITH (FORMAT csv)", _csv(data))
+
+
+def _replace(cursor, table: str, model: str, day: dt.date, frame: pd.DataFrame) -> None:
+    cursor.execute(
+        f"DELETE FROM {SCHEMA}.{table} WHERE model = %(model)s AND partition_date = %(day)s",
+        {"model": model, "day": day},
+    )
+    copy_frame(cursor, table, frame.assign(model=model, partition_date=day))
+
+
+def count_rows(table: str, model: str, dates: Sequence[dt.date] | None = None, url=None) -> int:
+    sql = f"SELECT count(*) FROM {SCHEMA}.{table} WHERE model = %(model)s"
+    params: dict = {"model": model}
+    if dates is not None:
+        sql += " AND partition_date = ANY(%(days)s)"
+        params["days"] = list(dates)
+    return int(_scalar(sql, params, url))
+
+
+def stream_copy(sql: str, params: dict, chunk_rows: int, dtype: dict | None = None, url=None):
+    """The result of ``sql`` as frames of at most ``chunk_rows`` rows: COPYed out as CSV into a
+    temporary file, then parsed chunk by chunk, so memory is bounded by the chunk."""
+    raw = engine(url).raw_connection()
+    with tempfile.TemporaryFile("w+", dir=settings.scratch_dir()) as spool:
+        try:
+            cursor = raw.cursor()
+            statement = cursor.mogrify(sql, params).decode()
+            cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH (FORMAT csv, HEADER)", spool)
+            raw.commit()
+        finally:
+            raw.close()
+        spool.seek(0)
+        yield from pd.read_csv(
+            spool, chunksize=chunk_rows, keep_default_na=False, na_values=[""], dtype=dtype
+        )
+
+
+# --- validation: published lake partitions, quarantine, results --------------------------------
+
+
+def published_partition(model: str, day: dt.date, url=None) -> dict | None:
+    """The pointer to a day's published clean files: attempt, location, files, rows."""
+    frame = query(
+        f"SELECT attempt, location, files, rows_clean, run_id, published_at "
+        f"FROM {SCHEMA}.lake_partitions "
+        "WHERE model = %(model)s AND partition_date = %(day)s",
+        {"model": model, "day": day},
+        url,
+    )
+    return None if frame.empty else frame.iloc[0].to_dict()
+
+
+def published_days(model: str, start: dt.date, end: dt.date, url=None) -> pd.DataFrame:
+    """Pointers of the published days in ``start..end`` (one row per day, ordered)."""
+    return query(
+        f"SELECT partition_date, attempt, location, files, rows_clean "
+        f"FROM {SCHEMA}.lake_partitions WHERE model = %(model)s "
+        "AND partition_date BETWEEN %(start)s AND %(end)s ORDER BY partition_date",
+        {"model": model, "start": start, "end": end},
+        url,
+    )
+
+
+def _upsert_validation(cursor, row: dict) -> None:
+    row = {k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in row.items()}
+    columns = list(row)
+    updates = ", ".join(
+        f"{c} = EXCLUDED.{c}" for c in columns if c not in ("model", "partition_date")
+    )
+    cursor.execute(
+        f"INSERT INTO {SCHEMA}.validation_results ({', '.join(columns)}, validated_at) "
+        f"VALUES ({', '.join(f'%({c})s' for c in columns)}, now()) "
+        f"ON CONFLICT (model, partition_date) DO UPDATE SET {updates}, validated_at = now()",
+        row,
+    )
+
+
+def publish_day(
+    model: str,
+    day: dt.date,
+    *,
+    pointer: dict,
+    files: pd.DataFrame,
+    quarantine: Iterable[pa.Table],
+    result: dict,
+    url=None,
+) -> dict | None:
+    """Commit a validated day in one transaction: the pointer to its clean files, the files
+    read, its quarantine and its validation result. Returns the pointer it replaced."""
+    with partition_transaction(model, day, url) as cursor:
+        cursor.execute(
+            f"SELECT attempt, location FROM {SCHEMA}.lake_partitions "
+            ""
+            "WHERE model = %(model)s AND partition_date = %(day)s",
+            {"model": model, "day": day},
+        )
+        previous = cursor.fetchone()
+        cursor.execute(
+            f"INSERT INTO {SCHEMA}.lake_partitions (model, partition_date, attempt, location, "
+            "files, rows_clean, run_id, published_at) VALUES (%(model)s, %(day)s, %(attempt)s, "
+            "%(location)s, %(files)s, %(rows_clean)s, %(run_id)s, now()) "
+            "ON CONFLICT (model, partition_date) DO UPDATE SET attempt = EXCLUDED.attempt, "
+            "location = EXCLUDED.location, files = EXCLUDED.files, "
+            "rows_clean = EXCLUDED.rows_clean, run_id = EXCLUDED.run_id, published_at = now()",
+            {**pointer, "model": model, "day": day, "files": json.dumps(pointer["files"])},
+        )
+        _replace(cursor, "ingested_files", model, day, files)
+        cursor.execute(
+            f"DELETE FROM {SCHEMA}.quarantine WHERE model = %(model)s AND partition_date = %(day)s",
+            {"model": model, "day": day},
+        )
+        constants = {"model": model, "partition_date": day, "run_id": result["run_id"]}
+        for table in quarantine:
+            for name, value in constants.items():
+                table = table.append_column(name, pa.array([value] * table.num_rows))
+            copy_frame(cursor, "quarantine", table)
+        _upsert_validation(cursor, {"model": model, "partition_date": day, **result})
+        faults.point("publish.in_transaction")
+    return None if previous is None else {"attempt": previous[0], "location": previous[1]}
+
+
+def record_validation_failure(
+    model: str, day: dt.date, *, run_id: str, error: str, failed: list[dict], url=None
+) -> dict:
+    """A failed attempt: recorded against the day, whose published rows stay as they were (the
+    counts are those of the published day, so read = clean + quarantined still holds)."""
+    with partition_transaction(model, day, url) as cursor:
+        cursor.execute(
+            f"SELECT rows_read, rows_clean, rows_quarantined, published_run_id "
+            f"FROM {SCHEMA}.validation_results "
+            ""
+            "WHERE model = %(model)s AND partition_date = %(day)s",
+            {"model": model, "day": day},
+        )
+        kept = cursor.fetchone() or (0, 0, 0, None)
+        row = {
+            "model": model,
+            "partition_date": day,
+            "run_id": run_id,
+            "rows_read": kept[0],
+            "rows_clean": kept[1],
+            "rows_quarantined": kept[2],
+            "published_run_id": kept[3],
+            "success": False,
+            "failed_expectations": failed,
+            "error": error,
+        }
+        _upsert_validation(cursor, row)
+    return row
+
+
+def validation_results(model: str, url=None) -> pd.DataFrame:
+    return query(
+        f"SELECT partition_date, rows_read, rows_clean, rows_quarantined, success, error "
+        f"FROM {SCHEMA}.validation_results WHERE model = %(model)s ORDER BY partition_date",
+        {"model": model},
+        url,
+    )
+
+
+# --- predictions ------------------------------------------------------------------------------
+
+
+def stage_predictions(
+    model: str, day: dt.date, attempt: str, shard: int, tables: Iterable[pa.Table], url=None
+) -> int:
+    """COPY one shard's scored rows into the staging table (replacing an earlier try of the
+    same shard); they reach ``predictions`` only in :func:`swap_predictions`."""
+    rows = 0
+    with _transaction(url) as cursor:
+        cursor.execute(
+            f"DELETE FROM {SCHEMA}.predictions_staging WHERE attempt = %(attempt)s "
+            "AND shard = %(shard)s",
+            {"attempt": attempt, "shard": shard},
+        )
+        for table in tables:
+            n = table.num_rows
+            table = (
+                table.append_column("attempt", pa.array([attempt] * n))
+                .append_column("shard", pa.array([shard] * n, pa.int32()))
+                .append_column("model", pa.array([model] * n))
+                .append_column("partition_date", pa.array([day] * n, pa.date32()))
+            )
+            copy_frame(cursor, "predictions_staging", table)
+            rows += table.num_rows
+    return rows
+
+
+PREDICTION_TABLES = ("predictions", "shadow_predictions")
+
+
+def swap_predictions(
+    model: str,
+    day: dt.date,
+    attempt: str,
+    expected: dict[int, int],
+    constants: dict,
+    table: str = "predictions",
+    url=None,
+) -> int:
+    """Replace the day's rows of ``table`` (the champion's ``predictions``, or the challenger's
+    ``shadow_predictions``) by the staged rows of ``attempt`` in one transaction, after checking
+    every shard staged the rows it should have (``{shard: rows}``)."""
+    if table not in PREDICTION_TABLES:
+        raise ValueError(f"not a predictions table: {table}")
+    with partition_transaction(model, day, url) as cursor:
+        cursor.execute(
+            f"SELECT shard, count(*) FROM {SCHEMA}.predictions_staging "
+            "WHERE attempt = %(attempt)s GROUP BY shard",
+            {"attempt": attempt},
+        )
+        staged = {int(shard): int(n) for shard, n in cursor.fetchall()}
+        if staged != expected:
+            raise PermanentError(
+                f"staged predictions {staged} do not match the published rows {expected} "
+                f"(shard: rows) of attempt {attempt}",
+                model=model,
+                day=day,
+                hint="re-run the day's predict tasks",
+            )
+        cursor.execute(
+            f"DELETE FROM {SCHEMA}.{table} WHERE model = %(model)s AND partition_date = %(day)s",
+            {"model": model, "day": day},
+        )
+        cursor.execute(
+            f"INSERT INTO {SCHEMA}.{table} (model, partition_date, entity_id, score, "
+            "predicted_label, model_version, mlflow_run_id, dag_run_id, scored_at) "
+            "SELECT %(model)s, %(day)s, entity_id, score, predicted_label, %(model_version)s, "
+            f"%(mlflow_run_id)s, %(dag_run_id)s, %(scored_at)s FROM {SCHEMA}.predictions_staging "
+            "WHERE attempt = %(attempt)s",
+            {**constants, "model": model, "day": day, "attempt": attempt},
+        )
+        rows = cursor.rowcount
+        faults.point("swap.in_transaction")
+        cursor.execute(
+            f"DELETE FROM {SCHEMA}.predictions_staging WHERE attempt = %(attempt)s "
+            "OR (model = %(model)s AND partition_date = %(day)s "
+            "AND staged_at < now() - interval '1 day')",
+            {"attempt": attempt, "model": model, "day": day},
+        )
+    return rows
+
+
+def predictions(model: str, day: dt.date, url=None, table: str = "predictions") -> pd.DataFrame:
+    if table not in PREDICTION_TABLES:
+        raise ValueError(f"not a predictions table: {table}")
+    return query(
+        f"SELECT * FROM {SCHEMA}.{table} WHERE model = %(model)s AND partition_date = %(day)s "
+        "ORDER BY entity_id",
+        {"model": model, "day": day},
+        url,
+    )
+
+
+def shadow_pairs(
+    model: str, start: dt.date, end: dt.date, champion: int, challenger: int, url=None
+) -> pd.DataFrame:
+    """Labelled rows of ``start..end`` scored by both the champion (served) and the challenger
+    (shadow): ``partition_date, label, champion, challenger`` (the scores)."""
+    return query(
+        f"SELECT p.partition_date, l.label, p.score AS champion, s.score AS challenger "
+        f"FROM {SCHEMA}.predictions p "
+        f"JOIN {SCHEMA}.shadow_predictions s USING (model, partition_date, entity_id) "
+        f"JOIN {SCHEMA}.labels l USING (model, partition_date, entity_id) "
+        "WHERE p.model = %(model)s AND p.partition_date BETWEEN %(start)s AND %(end)s "
+        "AND p.model_version = %(champion)s AND s.model_version = %(challenger)s",
+        {
+            "model": model,
+            "start": start,
+            "end": end,
+            "champion": champion,
+            "challenger": challenger,
+        },
+        url,
+    )
+
+
+def record_shadow_comparison(row: dict, url=None) -> None:
+    columns = list(row)
+    updates = ", ".join(
+        f"{c} = EXCLUDED.{c}" for c in columns if c not in ("model", "partition_date")
+    )
+    _execute(
+        f"INSERT INTO {SCHEMA}.shadow_comparisons ({', '.join(columns)}) "
+        f"VALUES ({', '.join(f'%({c})s' for c in columns)}) "
+        "ON CONFLICT (model, partition_date, challenger_version) DO UPDATE SET "
+        f"{updates}, computed_at = now()",
+        row,
+        url,
+    )
+
+
+def shadow_comparisons(model: str, challenger: int | None = None, url=None) -> pd.DataFrame:
+    sql = f"SELECT * FROM {SCHEMA}.shadow_comparisons WHERE model = %(model)s"
+    params: dict = {"model": model}
+    if challenger is not None:
+        sql += " AND challenger_version = %(challenger)s"
+        params["challenger"] = challenger
+    return query(sql + " ORDER BY partition_date", params, url)
+
+
+def window_scores(model: str, start: dt.date, end: dt.date, chunk_rows: int, url=None):
+    """The scores of days ``start..end``, in chunks (for the prediction-drift sketch)."""
+    sql = (
+        f"SELECT score FROM {SCHEMA}.predictions WHERE model = %(model)s "
+        "AND partition_date BETWEEN %(start)s AND %(end)s"
+    )
+    params = {"model": model, "start": start, "end": end}
+    yield from stream_copy(sql, params, chunk_rows, {"score": float}, url)
+
+
+def labelled_predictions(
+    model: str, start: dt.date, end: dt.date, version: int | None = None, url=None
+) -> pd.DataFrame:
+    """Predictions of days ``start..end`` joined to their labels (optionally one version)."""
+    sql = (
+        f"SELECT p.partition_date, p.model_version, p.score, l.label FROM {SCHEMA}.predictions p "
+        f"JOIN {SCHEMA}.labels l USING (model, partition_date, entity_id) "
+        "WHERE p.model = %(model)s AND p.partition_date BETWEEN %(start)s AND %(end)s"
+    )
+    params: dict = {"model": model, "start": start, "end": end}
+    if version is not None:
+        sql += " AND p.model_version = %(version)s"
+        params["version"] = int(version)
+    return query(sql, params, url)
+
+
+# --- labels -----------------------------------------------------------------------------------
+
+
+def replace_label_file(
+    model: str,
+    arrival: dt.date,
+    source_file: str,
+    batches: Iterable[tuple[pd.DataFrame, pd.DataFrame]],
+    run_id: str,
+    url=None,
+) -> tuple[int, int]:
+    """Load one label file, batch by batch: its labels (``row_number, partition_date,
+    entity_id, label``; within the file the last row of a key wins, and a label re-delivered
+    later replaces the earlier one) and its bad rows (``labels_quarantine``), replacing what an
+    earlier load of the file wrote. Returns (labels loaded, rows quarantined)."""
+    params = {"model": model, "file": source_file}
+    quarantined = 0
+    with partition_transaction(model, arrival, url) as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE stage_labels (row_number bigint, partition_date date, "
+            "entity_id text, label double precision) ON COMMIT DROP"
+        )
+        cursor.execute(
+            f"DELETE FROM {SCHEMA}.labels_quarantine WHERE model = %(model)s "
+            "AND source_file = %(file)s",
+            params,
+        )
+        for labels, bad in batches:
+            copy_frame(cursor, "stage_labels", labels, schema=None)
+            copy_frame(
+                cursor,
+                "labels_quarantine",
+                bad.assign(
+                    model=model, partition_date=arrival, source_file=source_file, run_id=run_id
+                ),
+            )
+            quarantined += len(bad)
+        cursor.execute(
+            f"DELETE FROM {SCHEMA}.labels WHERE model = %(model)s AND source_file = %(file)s",
+            params,
+        )
+        cursor.execute(
+            f"INSERT INTO {SCHEMA}.labels (model, partition_date, entity_id, label, arrival_date, "
+            "source_file, run_id) SELECT DISTINCT ON (partition_date, entity_id) %(model)s, "
+            "partition_date, entity_id, label, %(arrival)s, %(file)s, %(run_id)s "
+            "FROM stage_labels ORDER BY partition_date, entity_id, row_number DESC "
+            "ON CONFLICT (model, partition_date, entity_id) DO UPDATE SET "
+            "label = EXCLUDED.label, arrival_date = EXCLUDED.arrival_date, "
+            "source_file = EXCLUDED.source_file, run_id = EXCLUDED.run_id, loaded_at = now()",
+            {**params, "arrival": arrival, "run_id": run_id},
+        )
+        loaded = cursor.rowcount
+    return loaded, quarantined
+
+
+def labels_of_day(model: str, day: dt.date, url=None) -> pd.DataFrame:
+    """``entity_id, label`` of the rows of one feature day that have their label."""
+    return query(
+        f"SELECT entity_id, label FROM {SCHEMA}.labels "
+        ""
+        "WHERE model = %(model)s AND partition_date = %(day)s",
+        {"model": model, "day": day},
+        url,
+    )
+
+
+def labelled_days(model: str, start: dt.date, end: dt.date, url=None) -> pd.DataFrame:
+    """Per feature day in ``start..end``: how many labels have arrived."""
+    return query(
+        f"SELECT partition_date, count(*) AS labels FROM {SCHEMA}.labels "
+        "WHERE model = %(model)s AND partition_date BETWEEN %(start)s AND %(end)s "
+        "GROUP BY partition_date ORDER BY partition_date",
+        {"model": model, "start": start, "end": end},
+        url,
+    )
+
+
+def window_labels(model: str, start: dt.date, end: dt.date, url=None) -> pd.Series:
+    frame = query(
+        f"SELECT label FROM {SCHEMA}.labels WHERE model = %(model)s "
+        "AND partition_date BETWEEN %(start)s AND %(end)s",
+        {"model": model, "start": start, "end": end},
+        url,
+    )
+    return frame["label"].astype(float)
+
+
+def count_labels_after(model: str, since: dt.date, until: dt.date, url=None) -> int:
+    """Labels of feature days after ``since`` up to ``until``."""
+    return int(
+        _scalar(
+            f"SELECT count(*) FROM {SCHEMA}.labels WHERE model = %(model)s "
+            "AND partition_date > %(since)s AND partition_date <= %(until)s",
+            {"model": model, "since": since, "until": until},
+            url,
+        )
+    )
+
+
+# --- monitoring -------------------------------------------------------------------------------
+
+
+def save_drift_report(model: str, day: dt.date, report: dict, features: pd.DataFrame, url=None):
+    """Replace the day's drift report (a re-run of the check); return the new report's id."""
+    with partition_transaction(model, day, url) as cursor:
+        cursor.execute(
+            f"DELETE FROM {SCHEMA}.drift_reports "
+            "WHERE model = %(model)s AND partition_date = %(day)s",
+            {"model": model, "day": day},
+        )
+        row = {
+            **report,
+            "model": model,
+            "partition_date": day,
+            **{k: json.dumps(v) for k, v in report.items() if isinstance(v, list | dict)},
+        }
+        columns = list(row)
+        cursor.execute(
+            f"INSERT INTO {SCHEMA}.drift_reports ({', '.join(columns)}) "
+            f"VALUES ({', '.join(f'%({c})s' for c in columns)}) RETURNING id",
+            row,
+        )
+        report_id = int(cursor.fetchone()[0])
+        copy_frame(cursor, "drift_features", features.assign(report_id=report_id))
+    return report_id
+
+
+def set_report_uri(report_id: int, uri: str, url=None) -> None:
+    _execute(
+        f"UPDATE {SCHEMA}.drift_reports SET report_uri = %(uri)s WHERE id = %(id)s",
+        {"uri": uri, "id": report_id},
+        url,
+    )
+
+
+def drift_reports(model: str, url=None) -> pd.DataFrame:
+    return query(
+        f"SELECT id, partition_date, dataset_drift, drifted_share, drifted_features, report_uri, "
+        f"model_version FROM {SCHEMA}.drift_reports WHERE model = %(model)s "
+        "ORDER BY partition_date",
+        {"model": model},
+        url,
+    )
+
+
+def recent_drift_flags(model: str, day: dt.date, m: int, url=None) -> list[bool]:
+    frame = query(
+        f"SELECT dataset_drift FROM {SCHEMA}.drift_reports "
+        "WHERE model = %(model)s AND partition_date <= %(day)s "
+        "ORDER BY partition_date DESC LIMIT %(m)s",
+        {"model": model, "day": day, "m": m},
+        url,
+    )
+    return [bool(v) for v in frame["dataset_drift"]]
+
+
+def days_since_last_trigger(model: str, day: dt.date, url=None) -> int | None:
+    """Data days since the last triggered retraining strictly before ``day`` (any source)."""
+    last = _scalar(
+        f"SELECT max(partition_date) FROM {SCHEMA}.retrain_decisions "
+        "WHERE model = %(model)s AND triggered AND partition_date < %(day)s",
+        {"model": model, "day": day},
+        url,
+    )
+    return None if last is None else (day - last).days
+
+
+def record_retrain_decision(row: dict, url=None) -> None:
+    _execute(
+        f"INSERT INTO {SCHEMA}.retrain_decisions (model, partition_date, source, triggered, "
+        "reason, report_id, train_run_id, dag_run_id) VALUES (%(model)s, %(partition_date)s, "
+        "%(source)s, %(triggered)s, %(reason)s, %(report_id)s, %(train_run_id)s, "
+        "%(dag_run_id)s) ON CONFLICT (model, partition_date, source) DO UPDATE SET "
+        "triggered = EXCLUDED.triggered, reason = EXCLUDED.reason, "
+        "report_id = EXCLUDED.report_id, train_run_id = EXCLUDED.train_run_id, "
+        "dag_run_id = EXCLUDED.dag_run_id, created_at = now()",
+        row,
+        url,
+    )
+
+
+def retrain_decisions(model: str, url=None) -> pd.DataFrame:
+    return query(
+        f"SELECT partition_date, source, triggered, reason FROM {SCHEMA}.retrain_decisions "
+        "WHERE model = %(model)s ORDER BY partition_date, source",
+        {"model": model},
+        url,
+    )
+
+
+def replace_performance(model: str, day: dt.date, rows: pd.DataFrame, url=None) -> None:
+    with partition_transaction(model, day, url) as cursor:
+        _replace(cursor, "model_performance", model, day, rows)
+
+
+def performance(model: str, url=None) -> pd.DataFrame:
+    return query(
+        f"SELECT partition_date, model_version, rows, primary_metric, value, reference, degraded "
+        f"FROM {SCHEMA}.model_performance WHERE model = %(model)s "
+        "ORDER BY partition_date, model_version",
+        {"model": model},
+        url,
+    )
+
+
+# --- model history ------------------------------------------------------------------------------
+
+
+def record_model_event(row: dict, url=None) -> None:
+    """Append to the promotion / rejection / rollback history (``model_events``)."""
+    row = {**row, "reasons": json.dumps(row["reasons"]), "metrics": json.dumps(row["metrics"])}
+    _execute(
+        f"INSERT INTO {SCHEMA}.model_events (model, event, version, previous_champion, reasons, "
+        "metrics, mlflow_run_id, dag_run_id) VALUES (%(model)s, %(event)s, %(version)s, "
+        "%(previous_champion)s, CAST(%(reasons)s AS jsonb), CAST(%(metrics)s AS jsonb), "
+        "%(mlflow_run_id)s, %(dag_run_id)s)",
+        row,
+        url,
+    )
+
+
+def model_events(model: str, url=None) -> pd.DataFrame:
+    """The append-only history, oldest first (``previous_champion`` is None or an int)."""
+    frame = query(
+        f"SELECT id, created_at, event, version, previous_champion, reasons, metrics, "
+        f"mlflow_run_id, dag_run_id FROM {SCHEMA}.model_events WHERE model = %(model)s "
+        "ORDER BY id",
+        {"model": model},
+        url,
+    )
+    frame["previous_champion"] = [
+        None if pd.isna(v) else int(v) for v in frame["previous_champion"]
+    ]
+    return frame
+
+
+def day_table(model: str, url=None) -> pd.DataFrame:
+    """Per day: rows read / clean / quarantined, the validation status, and predictions with
+    the model version(s) that scored them."""
+    return query(
+        f"""
+        SELECT v.partition_date, v.rows_read, v.rows_clean, v.rows_quarantined, v.success,
+               v.error, count(p.entity_id) AS predicted, max(p.model_version) AS version
+        FROM {SCHEMA}.validation_results v
+        LEFT JOIN {SCHEMA}.predictions p
+          ON p.model = v.model AND p.partition_date = v.partition_date
+        WHERE v.model = %(model)s
+        GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1
+        """,
+        {"model": model},
+        url,
+    )
