@@ -1,19 +1,19 @@
-"""A hook a test spec names: records what it was given and what the warehouse held when it ran."""
+"""A hook a test spec names: records what it was given and what was published when it ran."""
 
 from __future__ import annotations
 
 import json
 import os
 
-from loopline import warehouse
+from loopline.adapters import warehouse
 
 
 def record(model: str, partition_date) -> None:
+    pointer = warehouse.published_partition(model, partition_date)
     row = {
         "model": model,
         "partition_date": partition_date.isoformat(),
-        "raw_rows": warehouse.count_rows("raw_rows", model, [partition_date]),
-        "clean_rows": warehouse.count_rows("clean_rows", model, [partition_date]),
+        "published_rows": None if pointer is None else int(pointer["rows_clean"]),
     }
     with open(os.environ["HOOK_PROBE_LOG"], "a") as log:
         log.write(json.dumps(row) + "\n")

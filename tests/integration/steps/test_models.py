@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from loopline import registry, warehouse
-from loopline.ingest import ingest_day
-from loopline.simulate import simulate
-from loopline.spec import get_spec
-from loopline.storage import read_frame, write_frame
-from loopline.validate import validate_day
+from loopline.adapters import model_store, warehouse
+from loopline.adapters.specs import get_spec
+from loopline.adapters.storage import read_frame, write_frame
+from loopline.core.errors import PredictionInputError
+from loopline.dev.simulate import simulate
+from loopline.steps.validate import validate_day
 
-from .conftest import REPO, run_day, task_states
+from ...conftest import REPO, dag, forget_models, run_day, task_states
 
 START, DAYS, ROWS = dt.date(2026, 1, 1), 36, 400
 TRAIN_END = dt.date(2026, 2, 6)  # labels of Jan 1..30 have arrived (7-day delay)
@@ -27,55 +27,37 @@ SCORE_DAY = dt.date(2026, 2, 2)
 
 
 def seed(spec_name: str, days: int = DAYS) -> None:
-    """Ingest and validate every simulated day (the library path the daily DAG runs)."""
+    """Validate and publish every simulated day (the steps the daily DAG runs)."""
     spec = get_spec(spec_name)
     for i in range(days):
-        day = START + dt.timedelta(days=i)
-        ingest_day(spec, day, run_id="seed")
-        validate_day(spec, day, run_id="seed")
+        validate_day(spec, START + dt.timedelta(days=i), run_id="seed")
 
 
 def run_train(model: str, **conf):
-    from airflow.dag_processing.dagbag import DagBag
-
-    dag = DagBag(str(REPO / "dags")).get_dag(f"{model}_train")
-    return dag.test(run_conf={"end_date": TRAIN_END.isoformat(), "reason": "test", **conf})
+    return dag(f"{model}_train").test(
+        run_conf={"end_date": TRAIN_END.isoformat(), "reason": "test", **conf}
+    )
 
 
 def events(model: str) -> pd.DataFrame:
-    return warehouse.query(
-        "SELECT event, version, previous_champion, reasons FROM warehouse.model_events "
-        "WHERE model = :m ORDER BY id",
-        {"m": model},
-    )
-
-
-def predictions(model: str, day: dt.date) -> pd.DataFrame:
-    return warehouse.query(
-        "SELECT * FROM warehouse.predictions WHERE model = :m AND partition_date = :d "
-        "ORDER BY entity_id",
-        {"m": model, "d": day},
-    )
+    return warehouse.model_events(model)
 
 
 @pytest.fixture(scope="module")
 def churn_world(warehouse_url, airflow_db, tmp_path_factory):
-    """36 simulated days ingested and validated, labels waiting in their folder."""
-    root = tmp_path_factory.mktemp("models")
-    saved = {
-        k: os.environ.get(k) for k in ("LOOPLINE_LANDING", "LOOPLINE_LABELS", "LOOPLINE_SPECS_DIR")
-    }
-    os.environ.update(LOOPLINE_LANDING=str(root / "landing"), LOOPLINE_LABELS=str(root / "labels"))
-    with warehouse.engine(warehouse_url).begin() as conn:
-        from sqlalchemy import text
+    """36 simulated days validated into the lake, labels waiting in their folder."""
+    from ...conftest import empty_tables
 
-        conn.execute(
-            text(
-                "DELETE FROM warehouse.clean_rows; DELETE FROM warehouse.quarantine; "
-                "DELETE FROM warehouse.predictions; DELETE FROM warehouse.model_events; "
-                "DELETE FROM warehouse.labels"
-            )
-        )
+    root = tmp_path_factory.mktemp("models")
+    keys = ("LOOPLINE_LANDING", "LOOPLINE_LABELS", "LOOPLINE_LAKE", "LOOPLINE_SPECS_DIR")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(
+        LOOPLINE_LANDING=str(root / "landing"),
+        LOOPLINE_LABELS=str(root / "labels"),
+        LOOPLINE_LAKE=str(root / "lake"),
+    )
+    empty_tables(warehouse_url)
+    forget_models("churn", "spend")
     simulate(
         landing=str(root / "landing"),
         labels=str(root / "labels"),
@@ -86,9 +68,7 @@ def churn_world(warehouse_url, airflow_db, tmp_path_factory):
     )
     seed("churn")
     yield root
-    for name in ("churn", "spend"):
-        with contextlib.suppress(Exception):  # not registered if its test failed early
-            registry.client().delete_registered_model(name)
+    forget_models("churn", "spend")
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -104,40 +84,58 @@ def first_training(churn_world):
 
 
 def test_training_registers_a_champion_with_its_evidence(first_training):
-    client = registry.client()
-    champion = registry.champion_version("churn")
+    champion = model_store.champion_version("churn")
     assert champion is not None and int(champion.version) == 1
     tags = champion.tags
     assert float(tags["holdout_roc_auc"]) > float(tags["baseline_holdout_roc_auc"]) + 0.05
-    run = client.get_run(champion.run_id)
-    assert run.data.tags["reason"] == "test"
-    assert run.data.tags["window_start"] == "2026-01-01"
-    assert run.data.tags["window_end"] == "2026-01-30"
-    assert len(run.data.tags["git_commit"]) in (40, 7) or run.data.tags["git_commit"] == "unknown"
-    assert run.data.metrics["rows_holdout"] == 7 * ROWS
-    assert run.data.params["early_stopping_rounds"] == "30"
-    artifacts = {a.path for a in client.list_artifacts(champion.run_id, "plots")}
+    data = model_store.run_data(champion.run_id)
+    assert data.tags["reason"] == "test"
+    assert data.tags["window_start"] == "2026-01-01"
+    assert data.tags["window_end"] == "2026-01-30"
+    assert len(data.tags["git_commit"]) in (40, 7) or data.tags["git_commit"] == "unknown"
+    assert data.metrics["rows_holdout"] == 7 * ROWS
+    assert data.params["early_stopping_rounds"] == "30"
+    artifacts = set(model_store.list_artifacts(champion.run_id, "plots"))
     assert {
         "plots/roc_pr.png",
         "plots/calibration.png",
         "plots/slices_plan.png",
         "plots/feature_importance.png",
     } <= artifacts
-    model = registry.load_model("models:/churn@champion")
+    model = model_store.load_model("models:/churn@champion")
     assert list(model.feature_names_in_) == get_spec("churn").feature_names  # signature order
 
     history = events("churn")
-    assert history[["event", "version", "previous_champion"]].values.tolist() == [
-        ["promoted", 1, None]
-    ]
+    assert history[["event", "version"]].values.tolist() == [["promoted", 1]]
+    assert history.previous_champion[0] is None
     assert history.reasons[0][-1] == "no current champion"
+    assert any(r.startswith("guardrail log_loss holds") for r in history.reasons[0])
+
+
+def test_training_reads_at_most_max_rows_a_seeded_sample_of_every_day(churn_world, monkeypatch):
+    from loopline.steps.published import read_labelled
+
+    spec = get_spec("churn")
+    spec = spec.model_copy(update={"training": spec.training.model_copy(update={"max_rows": 3000})})
+    columns = ["plan", "tenure_months"]
+    frame = read_labelled(
+        spec, START, START + dt.timedelta(days=29), columns, max_rows=3000, seed=1
+    )
+    again = read_labelled(
+        spec, START, START + dt.timedelta(days=29), columns, max_rows=3000, seed=1
+    )
+    pd.testing.assert_frame_equal(frame, again)  # seeded
+    assert 2500 < len(frame) < 3500  # ~3,000 of 12,000
+    per_day = frame.groupby("partition_date").size()
+    assert len(per_day) == 30 and per_day.min() > 40  # every day, at the same rate
+    assert set(frame.columns) == {"entity_id", *columns, "label", "partition_date"}
 
 
 def test_retraining_on_the_same_data_is_not_promoted_and_says_why(first_training):
     run = run_train("churn")
     assert run.state == "success"
-    assert int(registry.champion_version("churn").version) == 1
-    challenger = registry.client().get_model_version_by_alias("churn", "challenger")
+    assert int(model_store.champion_version("churn").version) == 1
+    challenger = model_store.alias_version("churn", "challenger")
     assert int(challenger.version) == 2
     last = events("churn").iloc[-1]
     assert (last.event, last.version, last.previous_champion) == ("rejected", 2, 1)
@@ -149,42 +147,35 @@ def test_retraining_on_the_same_data_is_not_promoted_and_says_why(first_training
 def test_daily_dag_scores_every_clean_row_with_the_champion(first_training):
     run = run_day("churn_daily", SCORE_DAY)
     assert run.state == "success", task_states(run)
-    clean = warehouse.count_rows("clean_rows", "churn", [SCORE_DAY])
-    scored = predictions("churn", SCORE_DAY)
-    assert len(scored) == clean == ROWS
+    scored = warehouse.predictions("churn", SCORE_DAY)
+    assert len(scored) == ROWS == warehouse.published_partition("churn", SCORE_DAY)["rows_clean"]
     assert scored.entity_id.is_unique
-    champion = registry.champion_version("churn")
+    champion = model_store.champion_version("churn")
     assert set(scored.model_version) == {int(champion.version)}
     assert set(scored.mlflow_run_id) == {champion.run_id}
     assert set(scored.dag_run_id) == {run.run_id}
     assert scored.score.between(0, 1).all()
     threshold = get_spec("churn").metric.decision_threshold
     assert (scored.predicted_label == (scored.score >= threshold).astype(int)).all()
-    latest = warehouse.query(
-        "SELECT count(*) AS n FROM warehouse.predictions_latest WHERE model = 'churn' "
-        "AND partition_date = :d",
-        {"d": SCORE_DAY},
-    )
-    assert latest.n[0] == ROWS
+    assert warehouse.count_rows("predictions_staging", "churn") == 0  # swapped, then cleared
 
     again = run_day("churn_daily", SCORE_DAY)
-    rescored = predictions("churn", SCORE_DAY)
+    rescored = warehouse.predictions("churn", SCORE_DAY)
     assert len(rescored) == ROWS
     assert set(rescored.dag_run_id) == {again.run_id}
     np.testing.assert_allclose(rescored.score, scored.score)
 
 
 def test_concurrent_scoring_of_one_day_never_duplicates(first_training):
-    import threading
-
-    from loopline.predict import load_champion, predict_day
+    from loopline.steps.score import load_champion, plan_scoring, score_day
 
     spec = get_spec("churn")
-    champion, errors = load_champion(spec), []
+    shard = plan_scoring(spec, SCORE_DAY)[0]
+    champion, errors = load_champion(spec, shard.version, shard.mlflow_run_id), []
 
     def score(i: int) -> None:
         try:
-            predict_day(spec, SCORE_DAY, dag_run_id=f"copy-{i}", champion=champion, chunk_rows=97)
+            score_day(spec, SCORE_DAY, dag_run_id=f"copy-{i}", champion=champion)
         except Exception as exc:  # surfaced below
             errors.append(exc)
 
@@ -194,32 +185,34 @@ def test_concurrent_scoring_of_one_day_never_duplicates(first_training):
     for thread in threads:
         thread.join()
     assert errors == []
-    scored = predictions("churn", SCORE_DAY)
+    scored = warehouse.predictions("churn", SCORE_DAY)
     assert len(scored) == ROWS and scored.dag_run_id.nunique() == 1  # one copy's rows, whole
 
 
 def test_a_missing_model_column_fails_the_prediction_clearly(first_training, tmp_path, monkeypatch):
-    from loopline.predict import PredictionInputError, predict_day
+    from loopline.steps.score import score_day
 
     spec = yaml.safe_load((REPO / "include/specs/churn.yaml").read_text())
     spec["features"] = [f for f in spec["features"] if f["name"] != "age"]
     (tmp_path / "churn.yaml").write_text(yaml.safe_dump(spec))
     monkeypatch.setenv("LOOPLINE_SPECS_DIR", str(tmp_path))
-    before = predictions("churn", SCORE_DAY)
+    validate_day(get_spec("churn"), SCORE_DAY, run_id="without-age")  # the lake loses 'age'
+    before = warehouse.predictions("churn", SCORE_DAY)
     with pytest.raises(PredictionInputError) as info:
-        predict_day(get_spec("churn"), SCORE_DAY, dag_run_id="manual")
-    assert str(info.value).startswith(
-        f"model 'churn' version 1, date {SCORE_DAY}: column 'age' needed by the model is missing"
-    )
+        score_day(get_spec("churn"), SCORE_DAY, dag_run_id="manual")
+    assert str(info.value).startswith(f"model 'churn', date {SCORE_DAY}, file ")
+    assert "version 1: column 'age' needed by the model is missing" in str(info.value)
     run = run_day("churn_daily", SCORE_DAY)
-    assert task_states(run)["predict.score_day"] == "failed"
-    ti = next(t for t in run.get_task_instances() if t.task_id == "predict.score_day")
+    assert task_states(run)["predict.score_shard[0]"] == "failed"
+    ti = next(t for t in run.get_task_instances() if t.task_id == "predict.score_shard")
     assert ti.try_number == 1  # failed fast, no retries
-    pd.testing.assert_frame_equal(predictions("churn", SCORE_DAY), before)  # day untouched
+    pd.testing.assert_frame_equal(warehouse.predictions("churn", SCORE_DAY), before)  # untouched
+    monkeypatch.delenv("LOOPLINE_SPECS_DIR")
+    validate_day(get_spec("churn"), SCORE_DAY, run_id="seed")  # as it was, for the next tests
 
 
 def test_regression_spec_end_to_end(churn_world, tmp_path, monkeypatch):
-    """A second model, a regression on integer-free string ids, from spec file to predictions."""
+    """A second model, a regression with no metric section, from spec file to predictions."""
     specs = tmp_path / "specs"
     specs.mkdir()
     shutil.copy(REPO / "include/specs/churn.yaml", specs / "churn.yaml")
@@ -227,9 +220,9 @@ def test_regression_spec_end_to_end(churn_world, tmp_path, monkeypatch):
     spend.update(
         name="spend",
         target={"column": "spend_next_30d", "task": "regression"},
-        metric={"primary": "rmse"},
         gate={"min_lift_over_baseline": 1.0, "champion_margin": 0.1, "slice_tolerance": 5.0},
     )
+    spend.pop("metric")  # the task's defaults: rmse, guarded by mae
     (specs / "spend.yaml").write_text(yaml.safe_dump(spend))
     monkeypatch.setenv("LOOPLINE_SPECS_DIR", str(specs))
     landing, labels = Path(os.environ["LOOPLINE_LANDING"]), Path(os.environ["LOOPLINE_LABELS"])
@@ -259,7 +252,7 @@ def test_regression_spec_end_to_end(churn_world, tmp_path, monkeypatch):
 
     run = run_train("spend")
     assert run.state == "success", task_states(run)
-    champion = registry.champion_version("spend")
+    champion = model_store.champion_version("spend")
     assert champion is not None
     assert (
         float(champion.tags["holdout_rmse"]) < float(champion.tags["baseline_holdout_rmse"]) - 1.0
@@ -267,8 +260,9 @@ def test_regression_spec_end_to_end(churn_world, tmp_path, monkeypatch):
     assert "holdout_roc_auc" not in champion.tags
     assert events("spend").event.tolist() == ["promoted"]
 
-    assert run_day("spend_daily", SCORE_DAY).state == "success"
-    scored = predictions("spend", SCORE_DAY)
+    daily = run_day("spend_daily", SCORE_DAY)
+    assert daily.state == "success", task_states(daily)
+    scored = warehouse.predictions("spend", SCORE_DAY)
     assert len(scored) == ROWS and scored.predicted_label.isna().all()
     truth = read_frame(str(landing / "spend" / f"date={SCORE_DAY}" / "part-000.parquet"))
     expected = (1.2 * truth.monthly_charges + 8 * truth.support_calls_30d).to_numpy()

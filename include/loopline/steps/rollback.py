@@ -1,0 +1,74 @@
+"""Roll back: point ``champion`` at an earlier version (by default the one the current champion
+replaced, walking back through promotions and rollbacks), recorded in ``model_events``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from loopline.adapters import model_store, warehouse
+from loopline.core.errors import PermanentError, RollbackError
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    model: str
+    champion: int
+    previous_champion: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def history(model: str) -> pd.DataFrame:
+    """The append-only promotion / rejection / rollback history, oldest first."""
+    return warehouse.model_events(model)
+
+
+def previous_champion(model: str, current: int) -> int:
+    events = history(model)
+    made = events[(events.version == current) & events.event.isin(["promoted", "rolled_back"])]
+    previous = [p for p in made.previous_champion if p is not None]
+    if not previous:
+        raise RollbackError(
+            f"v{current} replaced no earlier champion",
+            model=model,
+            hint="name the version to restore with --to-version",
+        )
+    return int(previous[-1])
+
+
+def rollback(
+    model: str,
+    to_version: int | None = None,
+    *,
+    reason: str = "manual rollback",
+    dag_run_id: str | None = None,
+) -> RollbackResult:
+    current = model_store.champion_version(model)
+    if current is None:
+        raise RollbackError("no champion to roll back", model=model)
+    to_version = (
+        to_version if to_version is not None else previous_champion(model, int(current.version))
+    )
+    try:
+        target = model_store.model_version(model, to_version)
+    except PermanentError as exc:
+        raise RollbackError(
+            f"no version {to_version}", model=model, hint="`loopline history` lists the versions"
+        ) from exc
+    model_store.set_alias(model, model_store.CHAMPION, target.version)
+    warehouse.record_model_event(
+        {
+            "model": model,
+            "event": "rolled_back",
+            "version": int(target.version),
+            "previous_champion": int(current.version),
+            "reasons": [f"{reason}: champion v{current.version} -> v{target.version}"],
+            "metrics": {},
+            "mlflow_run_id": target.run_id,
+            "dag_run_id": dag_run_id,
+        }
+    )
+    return RollbackResult(model, int(target.version), int(current.version))

@@ -1,0 +1,185 @@
+"""Shadow deployment: compare the challenger with the champion on the same labelled rows, per
+day and over a rolling window (``warehouse.shadow_comparisons``), and decide on live evidence;
+and the operators' levers: put a version in shadow, promote the challenger, retire it. Every
+decision and every lever is recorded in ``warehouse.model_events``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass
+
+from loopline.adapters import model_store, warehouse
+from loopline.core import shadow
+from loopline.core.errors import PermanentError
+from loopline.core.metrics import metrics, paired_bootstrap
+from loopline.core.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+ELIGIBLE = ("shadowing", "challenger_set")  # waits for live evidence
+
+
+@dataclass(frozen=True)
+class ShadowResult:
+    model: str
+    partition_date: str
+    champion: int
+    challenger: int
+    rows: int
+    difference: float
+    window_difference: float
+    window_low: float
+    labelled_days: int
+    verdict: str
+    reason: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _event(model: str, event: str, version: int, previous, reasons, metrics_, dag_run_id) -> None:
+    warehouse.record_model_event(
+        {
+            "model": model,
+            "event": event,
+            "version": int(version),
+            "previous_champion": previous,
+            "reasons": reasons,
+            "metrics": metrics_,
+            "mlflow_run_id": model_store.model_version(model, version).run_id,
+            "dag_run_id": dag_run_id,
+        }
+    )
+
+
+def _state(model: str, challenger: int) -> tuple[bool, bool]:
+    """(eligible for promotion on live evidence, already kept) from the model's history."""
+    events = warehouse.model_events(model)
+    mine = events[events.version == challenger].event.tolist()
+    entered = [e for e in mine if e in (*ELIGIBLE, "retired", "kept", "rejected")]
+    eligible = bool(entered) and entered[-1] in (*ELIGIBLE, "kept")
+    return eligible, bool(entered) and entered[-1] == "kept"
+
+
+def _pairs(spec: ModelSpec, start: dt.date, end: dt.date, champion: int, challenger: int):
+    return warehouse.shadow_pairs(spec.name, start, end, champion, challenger)
+
+
+def compare(spec: ModelSpec, scored_day: dt.date, *, dag_run_id: str | None = None):
+    """Compare on ``scored_day``'s labelled rows and over the window; decide if eligible."""
+    champion = model_store.champion_version(spec.name)
+    challenger = model_store.alias_version(spec.name, model_store.CHALLENGER)
+    if champion is None or challenger is None or champion.version == challenger.version:
+        return None
+    champion_v, challenger_v = int(champion.version), int(challenger.version)
+    day = _pairs(spec, scored_day, scored_day, champion_v, challenger_v)
+    if day.empty:
+        return None
+    settings, metric = spec.shadow, spec.primary_metric
+    start = scored_day - dt.timedelta(days=settings.window_days - 1)
+    window = _pairs(spec, start, scored_day, champion_v, challenger_v)
+    seed = scored_day.toordinal()
+    today = paired_bootstrap(spec, day.label, day.challenger, day.champion, seed=seed)
+    pooled = paired_bootstrap(
+        spec, window.label, window.challenger, window.champion, level=settings.confidence, seed=seed
+    )
+    earlier = warehouse.shadow_comparisons(spec.name, challenger_v)
+    labelled_days = len({*earlier.partition_date[earlier.rows > 0], scored_day})
+    eligible, decided = _state(spec.name, challenger_v)
+    verdict, reason = shadow.verdict(
+        settings,
+        eligible=eligible,
+        decided=decided,
+        labelled_days=labelled_days,
+        window={**pooled, "rows": len(window)},
+    )
+    values = {
+        name: metrics(spec, day.label, day[name])[metric] for name in ("champion", "challenger")
+    }
+    warehouse.record_shadow_comparison(
+        {
+            "model": spec.name,
+            "partition_date": scored_day,
+            "champion_version": champion_v,
+            "challenger_version": challenger_v,
+            "metric": metric,
+            "rows": len(day),
+            "champion_value": _finite(values["champion"]),
+            "challenger_value": _finite(values["challenger"]),
+            "difference": _finite(today["difference"]),
+            "low": _finite(today["low"]),
+            "high": _finite(today["high"]),
+            "window_start": start,
+            "window_rows": len(window),
+            "window_difference": _finite(pooled["difference"]),
+            "window_low": _finite(pooled["low"]),
+            "window_high": _finite(pooled["high"]),
+            "labelled_days": labelled_days,
+            "verdict": verdict,
+        }
+    )
+    figures = {"live": {**pooled, "rows": len(window), "labelled_days": labelled_days}}
+    if verdict == shadow.PROMOTE:
+        promote(spec.name, reason=reason, dag_run_id=dag_run_id, evidence=figures)
+    elif verdict == shadow.KEEP:
+        _event(spec.name, "kept", challenger_v, champion_v, [reason], figures, dag_run_id)
+    log.info(
+        "model %s, %s: v%d vs v%d: %s", spec.name, scored_day, challenger_v, champion_v, reason
+    )
+    return ShadowResult(
+        spec.name,
+        scored_day.isoformat(),
+        champion_v,
+        challenger_v,
+        len(day),
+        float(today["difference"]),
+        float(pooled["difference"]),
+        float(pooled["low"]),
+        labelled_days,
+        verdict,
+        reason,
+    )
+
+
+def _finite(value):
+    return None if value is None or value != value else float(value)
+
+
+def set_challenger(model: str, version: int, *, reason: str, dag_run_id: str | None = None):
+    """Put a version in shadow on purpose (it may then be promoted on live evidence)."""
+    champion = model_store.champion_version(model)
+    if champion is not None and int(champion.version) == int(version):
+        raise PermanentError(
+            f"v{version} is the champion", model=model, hint="name another version"
+        )
+    model_store.model_version(model, version)  # exists, or a permanent error
+    model_store.set_alias(model, model_store.CHALLENGER, version)
+    previous = int(champion.version) if champion is not None else None
+    _event(model, "challenger_set", version, previous, [reason], {}, dag_run_id)
+
+
+def promote(model: str, *, reason: str, dag_run_id: str | None = None, evidence=None) -> int:
+    """Make the challenger the champion (by hand, or on live evidence)."""
+    challenger = model_store.alias_version(model, model_store.CHALLENGER)
+    if challenger is None:
+        raise PermanentError("no challenger to promote", model=model, hint="see `loopline history`")
+    champion = model_store.champion_version(model)
+    model_store.set_alias(model, model_store.CHAMPION, challenger.version)
+    model_store.delete_alias(model, model_store.CHALLENGER)
+    previous = int(champion.version) if champion is not None else None
+    _event(
+        model, "promoted", int(challenger.version), previous, [reason], evidence or {}, dag_run_id
+    )
+    return int(challenger.version)
+
+
+def retire(model: str, *, reason: str, dag_run_id: str | None = None) -> int:
+    """Take the challenger out of shadow."""
+    challenger = model_store.alias_version(model, model_store.CHALLENGER)
+    if challenger is None:
+        raise PermanentError("no challenger to retire", model=model, hint="see `loopline history`")
+    model_store.delete_alias(model, model_store.CHALLENGER)
+    champion = model_store.champion_version(model)
+    previous = int(champion.version) if champion is not None else None
+    _event(model, "retired", int(challenger.version), previous, [reason], {}, dag_run_id)
+    return int(challenger.version)
