@@ -1,7 +1,9 @@
 """Labels Airflow DAGs, one per model spec: load late labels, measure realized performance,
-and trigger retraining on a drop (concept drift); plus a manual rollback DAG per model."""
+compare the challenger with the champion on live data, and trigger retraining on a drop
+(concept drift); plus manual DAGs per model to roll back and to operate the challenger."""
 
-from loopline.tasks import build_dags, labels_dag, rollback_dag
+from loopline.airflow.dags import build_dags, challenger_dag, labels_dag, rollback_dag
 
 globals().update(build_dags(labels_dag))
 globals().update(build_dags(rollback_dag))
+globals().update(build_dags(challenger_dag))

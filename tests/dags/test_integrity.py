@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from loopline.tasks import KIND_TAGS
+from loopline.airflow.dags import KIND_TAGS
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
@@ -107,44 +107,69 @@ def test_owner_retries_timeouts_and_tags_are_set(parsed):
         for task_id, task in dag["tasks"].items():
             assert task["owner"] not in ("", "airflow"), (dag_id, task_id)
             assert task["timeout"] and task["timeout"] > 0, (dag_id, task_id)
-            # A rollback is not retried (a retry after a half-done rollback would roll back twice).
-            if not dag_id.endswith(("_broken_spec", "_rollback")):
+            # A rollback (or a challenger action) is not retried: a retry after a half-done one
+            # would act twice.
+            if not dag_id.startswith("broken_spec__") and not dag_id.endswith(
+                ("_rollback", "_challenger")
+            ):
                 assert task["retries"] >= 1 and task["retry_delay"] > 0, (dag_id, task_id)
 
 
 def test_daily_dag_wiring(parsed):
     tasks = parsed["dags"]["churn_daily"]["tasks"]
     assert set(tasks) == {
-        "ingest.ingest_files",
-        "validate.validate_rows",
-        "predict.score_day",
+        "ingest.plan_day",
+        "validate.validate_shard",
+        "validate.publish",
+        "predict.plan_scoring",
+        "predict.score_shard",
+        "predict.swap",
         "monitor.drift_check",
         "monitor.retrain_trigger",
     }
     labels = parsed["dags"]["churn_labels"]["tasks"]
-    assert set(labels) == {"load_labels", "realized_performance", "retrain_trigger"}
+    assert set(labels) == {
+        "load_labels",
+        "realized_performance",
+        "retrain_trigger",
+        "compare_shadow",
+    }
     train = parsed["dags"]["churn_train"]["tasks"]
     assert set(train) == {"load_labels", "train", "evaluate", "gate"}
 
 
-def test_broken_spec_becomes_a_failing_dag_and_spares_the_others(tmp_path):
+@pytest.mark.parametrize("file_name", ["broken", "my model", "x; drop table"])
+def test_broken_spec_becomes_a_failing_dag_and_spares_the_others(tmp_path, file_name):
+    """Whatever the broken file is called, it stays a broken-spec DAG and churn keeps its DAGs."""
     churn = yaml.safe_load((REPO / "include/specs/churn.yaml").read_text())
     (tmp_path / "churn.yaml").write_text(yaml.safe_dump(churn))
     churn["name"] = "broken"
     churn["features"][2]["type"] = "decimal"
-    (tmp_path / "broken.yaml").write_text(yaml.safe_dump(churn))
+    (tmp_path / f"{file_name}.yaml").write_text(yaml.safe_dump(churn))
     result = parse(DAGS, LOOPLINE_SPECS_DIR=str(tmp_path))
     assert result["errors"] == {}
-    assert {"churn_daily", "broken_broken_spec"} <= set(result["dags"])
+    broken = [d for d in result["dags"] if d.startswith("broken_spec__")]
+    assert len(broken) == 1, result["dags"].keys()
+    assert {"churn_daily", "churn_train", "churn_labels"} <= set(result["dags"])
     assert "broken_daily" not in result["dags"]
-    assert "broken-spec" in result["dags"]["broken_broken_spec"]["tags"]
+    assert "broken-spec" in result["dags"][broken[0]]["tags"]
 
 
 def test_broken_spec_message_names_file_and_field(tmp_path):
-    from loopline.spec import load_specs
-    from loopline.tasks import spec_error_dag
+    from loopline.adapters.specs import load_specs
+    from loopline.airflow.dags import spec_error_dag
 
     (tmp_path / "broken.yaml").write_text("name: broken\nfeatures: []\n")
     _, errors = load_specs(tmp_path)
     dag = spec_error_dag(errors[0])
+    assert dag.dag_id == "broken_spec__broken"
     assert f"{tmp_path / 'broken.yaml'}: field 'entity_id'" in dag.doc_md
+
+
+def test_a_specs_folder_without_churn_has_no_example_dag_and_no_import_error(tmp_path):
+    churn = yaml.safe_load((REPO / "include/specs/churn.yaml").read_text())
+    churn["name"] = "prices"
+    (tmp_path / "prices.yaml").write_text(yaml.safe_dump(churn))
+    result = parse(DAGS, LOOPLINE_SPECS_DIR=str(tmp_path))
+    assert result["errors"] == {}
+    assert "prices_daily" in result["dags"] and "churn_custom_daily" not in result["dags"]

@@ -13,8 +13,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from loopline.pgserver import LocalPostgres
-from loopline.stack import LocalAirflow
+from loopline.dev.pgserver import LocalPostgres
+from loopline.dev.stack import LocalAirflow
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service

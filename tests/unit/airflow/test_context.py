@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from loopline.tasks import partition_date
+from loopline.airflow.context import partition_date
 
 INTERVAL = dt.datetime(2026, 1, 31, 2, tzinfo=dt.UTC)
 

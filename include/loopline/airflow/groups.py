@@ -1,0 +1,169 @@
+"""Reusable task groups of the daily pipeline. Task bodies are a few lines that call a step;
+heavy imports (pandas, Great Expectations, XGBoost) happen inside the tasks, never at DAG-parse
+time. A hand-written DAG composes them with its own tasks::
+
+    ingest = ingest_group(spec)
+    ingest >> my_task() >> validate_group(spec, ingest) >> predict_group(spec)
+
+Validation and scoring are split into shards run as mapped tasks (``.expand()``), followed by
+one publish / swap task, so a big day spreads over the workers.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from airflow.sdk import TaskGroup, XComArg, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from loopline.airflow.assets import clean_asset, predictions_asset, record
+from loopline.airflow.context import loopline_errors, partition_date, run_id
+from loopline.airflow.operators import DriftDetectionOperator, RetrainTriggerOperator
+from loopline.core.spec import HOOK_POINTS, ModelSpec
+
+PLAN_TASK = "plan_day"
+
+
+def resolve_hook(path: str):
+    module, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise AirflowFailException(f"hook '{path}' cannot be imported: {exc}") from exc
+
+
+def hook_tasks(spec: ModelSpec, point: str) -> list:
+    """One task per callable the spec names for ``point``, chained in the spec's order."""
+    assert point in HOOK_POINTS, point
+    tasks = []
+    for path in getattr(spec.hooks, point):
+
+        @task(task_id=f"{point}__{path.rpartition(':')[2]}")
+        def run_hook(path: str = path) -> None:
+            resolve_hook(path)(model=spec.name, partition_date=partition_date())
+
+        current = run_hook()
+        if tasks:
+            tasks[-1] >> current
+        tasks.append(current)
+    return tasks
+
+
+def _then_hooks(first, spec: ModelSpec, point: str) -> None:
+    hooks = hook_tasks(spec, point)
+    if hooks:
+        first >> hooks[0]
+
+
+def ingest_group(spec: ModelSpec, group_id: str = "ingest") -> TaskGroup:
+    """List and check the day's landing files and cut the day into shards (the plan, in XCom),
+    then the spec's ``after_ingest`` hooks."""
+    with TaskGroup(group_id, tooltip=f"find and check {spec.name}'s landing files") as group:
+
+        @task(task_id=PLAN_TASK)
+        def plan() -> list[dict]:
+            from loopline.steps.ingest import plan_day
+
+            with loopline_errors():
+                day_plan = plan_day(spec, partition_date(), run_id=run_id())
+            return [shard.as_dict() for shard in day_plan.shards]
+
+        _then_hooks(plan(), spec, "after_ingest")
+    return group
+
+
+def plan_of(ingest: TaskGroup) -> XComArg:
+    """The ingest group's plan (a list of shards, each with its files), for tasks of one's own."""
+    return XComArg(ingest.get_child_by_label(PLAN_TASK))
+
+
+def validate_group(spec: ModelSpec, ingest: TaskGroup, group_id: str = "validate") -> TaskGroup:
+    """Validate each shard of the ingest group's plan (mapped), publish the day atomically,
+    then the spec's ``after_validate`` hooks."""
+    shards = plan_of(ingest)
+    with TaskGroup(group_id, tooltip=f"validate {spec.name} rows into the lake") as group:
+
+        @task
+        def validate_shard(shard: dict) -> dict:
+            from loopline.steps.ingest import Shard
+            from loopline.steps.validate import validate_shard as run
+
+            with loopline_errors():
+                return run(spec, Shard.from_dict(shard), run_id=run_id()).as_dict()
+
+        @task(outlets=[clean_asset(spec.name)])
+        def publish(shards: list[dict], results: list[dict]) -> dict:
+            from loopline.steps.ingest import DayPlan
+            from loopline.steps.validate import publish_day, shard_results
+
+            with loopline_errors():
+                plan = DayPlan.from_shards(list(shards))
+                result = publish_day(spec, plan, shard_results(list(results)), run_id=run_id())
+            extra = {k: result[k] for k in ("partition_date", "rows_clean", "rows_quarantined")}
+            record(get_current_context(), clean_asset(spec.name), {**extra, "run_id": run_id()})
+            return result
+
+        published = publish(shards, validate_shard.expand(shard=shards))
+        _then_hooks(published, spec, "after_validate")
+    return group
+
+
+def predict_group(spec: ModelSpec, group_id: str = "predict") -> TaskGroup:
+    """Score the day's published files with the champion (mapped, one task per file), swap the
+    day's predictions in one transaction, then the spec's ``after_predict`` hooks. Without a
+    champion the tasks are skipped with a message, not failed."""
+    no_champion = f"the first promotion by {spec.name}_train fixes this"
+    with TaskGroup(group_id, tooltip=f"batch-predict {spec.name}") as group:
+
+        @task
+        def plan_scoring() -> list[dict]:
+            from loopline.steps.score import plan_scoring as plan
+
+            with loopline_errors(skip_without_champion=no_champion):
+                return [s.as_dict() for s in plan(spec, partition_date())]
+
+        @task
+        def score_shard(shard: dict) -> int:
+            from loopline.steps.score import ScoringShard
+            from loopline.steps.score import score_shard as run
+
+            with loopline_errors():
+                return run(spec, ScoringShard(**shard))
+
+        @task(outlets=[predictions_asset(spec.name)])
+        def swap(shards: list[dict], scored: list[int]) -> dict:
+            import pandas as pd
+
+            from loopline.steps.score import ScoringShard, swap_day
+
+            scored_at = pd.Timestamp.now(tz="UTC")  # audit time of the write, not logic
+            with loopline_errors():
+                result = swap_day(
+                    spec,
+                    [ScoringShard(**s) for s in shards],
+                    dag_run_id=run_id(),
+                    scored_at=scored_at,
+                )
+            extra = {k: result[k] for k in ("partition_date", "rows", "model_version")}
+            record(
+                get_current_context(), predictions_asset(spec.name), {**extra, "run_id": run_id()}
+            )
+            return result
+
+        planned = plan_scoring()
+        swapped = swap(planned, score_shard.expand(shard=planned))
+        _then_hooks(swapped, spec, "after_predict")
+    return group
+
+
+def monitor_group(spec: ModelSpec, group_id: str = "monitor") -> TaskGroup:
+    """Drift check against the champion's profile, then the retraining trigger."""
+    with TaskGroup(group_id, tooltip=f"drift check of {spec.name}") as group:
+        check = DriftDetectionOperator(task_id="drift_check", model=spec.name)
+        check >> RetrainTriggerOperator(
+            task_id="retrain_trigger",
+            model=spec.name,
+            source="drift",
+            signal_task_id=f"{group_id}.drift_check",
+        )
+    return group
