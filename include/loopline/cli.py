@@ -1,32 +1,42 @@
-"""The ``loopline`` command: embedded warehouse, simulator, running days, summaries."""
+"""The ``loopline`` command: embedded warehouse, simulator, running and replaying a model's DAGs,
+summaries, history and rollback, the local Airflow stack and the demo of `make run`."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import os
+import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from loopline import config
+from loopline.adapters import settings
+from loopline.core.errors import LooplineError, SpecError
 
 DEMO_START = dt.date(2026, 1, 1)
+DAG_KINDS = ("daily", "labels", "train", "rollback")
 
 
 def _server():
-    from loopline.pgserver import LocalPostgres
+    from loopline.dev.pgserver import LocalPostgres
 
-    return LocalPostgres(config.state_dir() / "postgres")
+    return LocalPostgres(settings.embedded_dir())
+
+
+def _spec(name: str):
+    """The model's spec, or a clean exit with the spec's own error (file and field)."""
+    from loopline.adapters.specs import get_spec
+
+    return get_spec(name)
 
 
 def prepare_airflow() -> None:
-    """Point Airflow at the state folder and make sure its metadata DB is migrated."""
-    for key, value in config.airflow_environment().items():
+    """Point Airflow at the state folder, make sure its metadata DB is migrated, and fail tasks
+    at once (no retries): a person at a terminal wants the message now."""
+    for key, value in settings.airflow_environment().items():
         os.environ.setdefault(key, value)
+    os.environ.setdefault("LOOPLINE_TASK_RETRIES", "0")
     Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
@@ -38,45 +48,53 @@ def prepare_airflow() -> None:
 def cmd_db(args: argparse.Namespace) -> int:
     server = _server()
     if args.action == "start":
-        url = server.start()
-        from loopline import warehouse
+        server.start()
+        from loopline.adapters import warehouse
 
-        revision = warehouse.upgrade(url)
-        print(f"warehouse running: {url} (schema at revision {revision})")
+        revision = warehouse.upgrade(server.url("warehouse"))
+        from loopline.adapters import model_store
+
+        model_store.prepare()  # MLflow's tables, once (tasks starting together would race)
+        print(f"warehouse running on 127.0.0.1:{server.port} (schema at revision {revision})")
     elif args.action == "stop":
         server.stop()
         print("warehouse stopped")
     elif args.action == "status":
         running = server.is_running()
-        print(f"warehouse {'running: ' + server.url() if running else 'stopped'}")
+        print(f"warehouse {'running on 127.0.0.1:' + str(server.port) if running else 'stopped'}")
         return 0 if running else 1
     elif args.action == "upgrade":
-        from loopline import warehouse
+        from loopline.adapters import warehouse
 
         print(f"warehouse schema at revision {warehouse.upgrade()}")
     elif args.action == "url":
         print(_warehouse_url(args.analyst))
     elif args.action == "psql":
-        url = _warehouse_url(args.analyst).replace("+psycopg2", "")
+        # The password travels in the environment, never in the process's arguments.
+        url, password = settings.libpq_url(_warehouse_url(args.analyst))
+        if password:
+            os.environ["PGPASSWORD"] = password
         os.execvp("psql", ["psql", url])
     return 0
 
 
 def _warehouse_url(analyst: bool) -> str:
     """The pipeline's URL (writer role), or the same server as the read-only analyst role."""
-    return config.analyst_url() if analyst else config.warehouse_url()
+    if analyst:
+        return settings.analyst_url(with_password=True)
+    return settings.warehouse_url()
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from loopline.simulate import Scenario, simulate
+    from loopline.dev.simulate import Scenario, simulate
 
     if args.model != "churn":
         raise SystemExit(
             f"the simulator writes data for the 'churn' model only, not '{args.model}'"
         )
     written = simulate(
-        landing=args.landing or config.landing_root(),
-        labels=args.labels or config.labels_root(),
+        landing=args.landing or settings.landing_root(),
+        labels=args.labels or settings.labels_root(),
         start=args.start,
         days=args.days,
         rows_per_day=args.rows,
@@ -92,132 +110,137 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if day.renamed:
             notes.append(f"renamed {day.renamed}")
         print(
-            f"{day.date}  {day.rows:>7} rows  {day.positives:>5} positives  {day.path}  "
+            f"{day.date}  {day.rows:>9} rows  {day.positives:>7} positives  {day.path}  "
             + "; ".join(notes)
         )
     return 0
 
 
-@contextmanager
-def output_to(path: Path) -> Iterator[None]:
-    """Send this process's stdout and stderr (file descriptors, so Airflow's too) to a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(path, "a") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+def _runner():
+    from loopline.airflow.runner import Runner
 
-
-def run_days(model: str, days: list[dt.date], dag_suffix: str = "daily") -> dict[dt.date, str]:
-    """Run a model's DAG for each day through Airflow's own task execution (``dag.test``).
-
-    Airflow's task logs go to ``$LOOPLINE_HOME/logs/<dag>.log``; this prints one line a day.
-    """
     prepare_airflow()
-    from airflow.dag_processing.dagbag import DagBag
-
-    dag_id = f"{model}_{dag_suffix}"
-    log_path = config.state_dir() / "logs" / f"{dag_id}.log"
-    with output_to(log_path):
-        dag = DagBag(str(config.REPO_ROOT / "dags")).get_dag(dag_id)
-    if dag is None:
-        raise SystemExit(f"no DAG '{dag_id}': is include/specs/{model}.yaml valid? See {log_path}")
-    print(f"  (Airflow task logs: {log_path})")
-    states = {}
-    for day in days:
-        started = time.monotonic()
-        with output_to(log_path):
-            run = dag.test(run_conf={"partition_date": day.isoformat()})
-        states[day] = str(run.state)
-        print(f"  {dag_id} {day}: {run.state} ({time.monotonic() - started:.1f}s)", flush=True)
-    return states
+    runner = Runner()
+    print(f"  (Airflow task logs: {runner.log_path})", flush=True)
+    return runner
 
 
-def day_summary(model: str):
-    from loopline import warehouse
+def _days(args: argparse.Namespace) -> list[dt.date]:
+    from loopline.airflow.runner import days_between
 
-    return warehouse.query(
-        "SELECT partition_date, rows_read, rows_clean, rows_quarantined, success, error "
-        "FROM warehouse.validation_results WHERE model = :m ORDER BY partition_date",
-        {"m": model},
-    )
-
-
-def print_summary(model: str) -> None:
-    frame = day_summary(model)
-    print(f"\n{'date':<12}{'read':>8}{'clean':>8}{'quarant.':>10}  status")
-    for row in frame.itertuples():
-        status = "ok" if row.success else f"FAILED: {row.error}"
-        print(
-            f"{row.partition_date!s:<12}{row.rows_read:>8}{row.rows_clean:>8}"
-            f"{row.rows_quarantined:>10}  {status}"
-        )
-    if not frame.empty:
-        print(
-            f"{'total':<12}{frame.rows_read.sum():>8}{frame.rows_clean.sum():>8}"
-            f"{frame.rows_quarantined.sum():>10}"
-        )
+    if args.end < args.start:
+        raise SystemExit(f"--end {args.end} is before --start {args.start}")
+    return days_between(args.start, args.end)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    days = [args.start + dt.timedelta(days=i) for i in range((args.end - args.start).days + 1)]
-    states = run_days(args.model, days)
-    print_summary(args.model)
-    return 0 if all(s == "success" for s in states.values()) else 1
+    """Run one DAG kind of a model for each day of a range."""
+    spec = _spec(args.model)
+    runner, ok = _runner(), True
+    dag_id = f"{spec.name}_{args.dag}"
+    for day in _days(args):
+        key = "end_date" if args.dag == "train" else "partition_date"
+        outcome = runner.run(dag_id, {key: day.isoformat()}, day.isoformat())
+        print(outcome.line(), flush=True)
+        ok &= outcome.ok
+    if args.dag == "daily":
+        print_summary(spec.name)
+    return 0 if ok else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    spec = _spec(args.model)
+    runner = _runner()
+    conf = {"end_date": args.end_date.isoformat(), "reason": args.reason, "seed": args.seed}
+    outcome = runner.run(f"{spec.name}_train", conf, args.end_date.isoformat())
+    print(outcome.line(), flush=True)
+    print_history(spec.name)
+    return 0 if outcome.ok else 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Day by day as the scheduler would: daily, labels, then any training the trigger queued."""
+    spec = _spec(args.model)
+    runner, ok = _runner(), True
+    for day in _days(args):
+        conf = {"partition_date": day.isoformat()}
+        for kind in ("daily", "labels"):
+            outcome = runner.run(f"{spec.name}_{kind}", conf, day.isoformat())
+            print(outcome.line(), flush=True)
+            ok &= outcome.ok
+        for outcome in runner.run_queued_trainings(spec.name):
+            print(outcome.line(), flush=True)
+            ok &= outcome.ok
+    print_summary(spec.name)
+    print_history(spec.name)
+    return 0 if ok else 1
+
+
+def print_summary(model: str) -> None:
+    from loopline.dev.demo import print_days
+
+    print()
+    print_days(model)
+
+
+def print_history(model: str) -> None:
+    from loopline.steps.rollback import history
+
+    events = history(model)
+    if events.empty:
+        print(f"{model}: no promotions, rejections or rollbacks yet")
+    for e in events.itertuples():
+        previous = f" (was v{e.previous_champion})" if e.previous_champion is not None else ""
+        print(
+            f"{e.created_at:%Y-%m-%d %H:%M:%S}  v{e.version:<3} {e.event:<12}{previous}  "
+            + "; ".join(e.reasons)
+        )
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
+    _spec(args.model)
     print_summary(args.model)
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from loopline import registry
+    from loopline.steps.rollback import rollback
 
-    try:
-        result = registry.rollback(args.model, args.to_version, reason=args.reason)
-    except registry.RollbackError as error:
-        print(f"loopline rollback: {error}", file=sys.stderr)
-        return 1
-    print(f"{args.model}: champion v{result['previous_champion']} -> v{result['champion']}")
+    result = rollback(_spec(args.model).name, args.to_version, reason=args.reason)
+    print(f"{args.model}: champion v{result.previous_champion} -> v{result.champion}")
     return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from loopline import registry
+    print_history(_spec(args.model).name)
+    return 0
 
-    for e in registry.history(args.model).itertuples():
-        previous = (
-            f" (was v{int(e.previous_champion)})"
-            if e.previous_champion == e.previous_champion
-            else ""
-        )
-        print(
-            f"{e.created_at:%Y-%m-%d %H:%M:%S}  v{e.version:<3} {e.event:<12}{previous}  "
-            + "; ".join(e.reasons)
-        )
+
+def cmd_challenger(args: argparse.Namespace) -> int:
+    """Put a version in shadow, promote the challenger, or retire it (recorded)."""
+    from loopline.steps import shadow
+
+    model = _spec(args.model).name
+    if args.action == "set":
+        if args.version is None:
+            raise SystemExit("loopline challenger set: give --version")
+        shadow.set_challenger(model, args.version, reason=args.reason)
+        print(f"{model}: v{args.version} scores in shadow from the next daily run")
+    elif args.action == "promote":
+        print(f"{model}: v{shadow.promote(model, reason=args.reason)} is the champion")
+    else:
+        print(f"{model}: v{shadow.retire(model, reason=args.reason)} retired from shadow")
     return 0
 
 
 def _local_airflow(port: int = 8080):
     """The local Airflow stack of `make run`: its home, and its metadata on the embedded
     PostgreSQL (started if needed)."""
-    from loopline.stack import LocalAirflow
+    from loopline.dev.stack import LocalAirflow
 
     server = _server()
     server.start()
-    return LocalAirflow(config.state_dir() / "airflow", server.url("airflow"), port=port)
+    return LocalAirflow(settings.state_dir() / "airflow", server.url("airflow"), port=port)
 
 
 def cmd_airflow(args: argparse.Namespace) -> int:
@@ -228,27 +251,60 @@ def cmd_airflow(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Only Airflow (api-server, scheduler, dag-processor, triggerer) until Ctrl-C: the local
-    stack without `make run`'s simulation and backfills."""
-    airflow = _local_airflow(args.port)
-    airflow.migrate()
-    with airflow.running():
-        airflow.wait_healthy()
-        print(f"Airflow UI http://localhost:{args.port}  login: admin / {airflow.password()}")
-        airflow.stay_up()
+    """Only Airflow (api-server, scheduler, dag-processor, triggerer) until Ctrl-C, SIGTERM or
+    SIGHUP: the local stack without `make run`'s simulation and backfills. Stops every process
+    it started, the embedded PostgreSQL too if it was not running before."""
+    from loopline.dev.stack import LocalAirflow, stop_on_signals
+
+    server = _server()
+    with stop_on_signals(), server.running():
+        airflow = LocalAirflow(
+            settings.state_dir() / "airflow", server.url("airflow"), port=args.port
+        )
+        airflow.migrate()
+        with airflow.running():
+            airflow.wait_healthy()
+            print(
+                f"Airflow UI {airflow.url}  login: admin / {airflow.password()}  "
+                f"(models: {airflow.url}/loopline/)",
+                flush=True,
+            )
+            airflow.stay_up()
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from loopline.demo import run_demo
+    from loopline.dev.demo import run_demo
 
-    return run_demo(
-        days=args.days, rows=args.rows, seed=args.seed, port=args.port, keep_up=not args.exit
-    )
+    options = {"days": args.days, "rows": args.rows}
+    try:
+        return run_demo(
+            **{key: value for key, value in options.items() if value is not None},
+            seed=args.seed,
+            port=args.port,
+            keep_up=not args.exit,
+        )
+    except ValueError as error:
+        raise SystemExit(f"loopline demo: {error}") from error
 
 
 def _date(text: str) -> dt.date:
     return dt.date.fromisoformat(text)
+
+
+def _model(text: str) -> str:
+    from loopline.adapters.specs import check_model_name
+
+    try:
+        return check_model_name(text)
+    except SpecError as error:
+        raise argparse.ArgumentTypeError(error.detail) from error
+
+
+def _range(command: argparse.ArgumentParser) -> None:
+    command.add_argument("model", type=_model)
+    command.add_argument("--start", type=_date, required=True)
+    command.add_argument("--end", type=_date, required=True)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -264,7 +320,7 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--model", default="churn")
     sim.add_argument("--start", type=_date, default=DEMO_START)
     sim.add_argument("--days", type=int, default=30)
-    sim.add_argument("--rows", type=int, default=2000, help="rows per day")
+    sim.add_argument("--rows", type=int, default=2000, help="rows per day (any number)")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument(
         "--scenario",
@@ -278,27 +334,48 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--labels", help="labels root (default: $LOOPLINE_LABELS)")
     sim.set_defaults(func=cmd_simulate)
 
-    run = sub.add_parser("run", help="run a model's daily DAG for a range of days (dag.test)")
-    run.add_argument("model")
-    run.add_argument("--start", type=_date, required=True)
-    run.add_argument("--end", type=_date, required=True)
+    run = sub.add_parser("run", help="run one DAG of a model for each day of a range (dag.test)")
+    _range(run)
+    run.add_argument("--dag", choices=DAG_KINDS, default="daily", help="which DAG (default daily)")
     run.set_defaults(func=cmd_run)
 
-    summary = sub.add_parser("summary", help="per-day counts read/clean/quarantined")
-    summary.add_argument("model")
+    replay = sub.add_parser(
+        "replay", help="day by day as the scheduler would: daily, labels, queued trainings"
+    )
+    _range(replay)
+    replay.set_defaults(func=cmd_replay)
+
+    train = sub.add_parser("train", help="train, evaluate and gate a model now (dag.test)")
+    train.add_argument("model", type=_model)
+    train.add_argument("--end-date", type=_date, required=True, help="data available on this day")
+    train.add_argument("--reason", default="manual training (CLI)")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=cmd_train)
+
+    summary = sub.add_parser("summary", help="per-day counts read/clean/quarantined/scored")
+    summary.add_argument("model", type=_model)
     summary.set_defaults(func=cmd_summary)
 
     rollback = sub.add_parser(
         "rollback", help="point the champion alias back at an earlier version"
     )
-    rollback.add_argument("model")
+    rollback.add_argument("model", type=_model)
     rollback.add_argument("--to-version", type=int, help="default: the previous champion")
     rollback.add_argument("--reason", default="manual rollback (CLI)")
     rollback.set_defaults(func=cmd_rollback)
 
     history = sub.add_parser("history", help="promotions, rejections and rollbacks of a model")
-    history.add_argument("model")
+    history.add_argument("model", type=_model)
     history.set_defaults(func=cmd_history)
+
+    challenger = sub.add_parser(
+        "challenger", help="shadow deployment: set a challenger, promote it, or retire it"
+    )
+    challenger.add_argument("action", choices=["set", "promote", "retire"])
+    challenger.add_argument("model", type=_model)
+    challenger.add_argument("--version", type=int, help="for set: the version to shadow")
+    challenger.add_argument("--reason", default="by hand (CLI)")
+    challenger.set_defaults(func=cmd_challenger)
 
     airflow = sub.add_parser(
         "airflow", help="Airflow's CLI against the local stack, e.g. `loopline airflow dags list`"
@@ -306,23 +383,39 @@ def parser() -> argparse.ArgumentParser:
     airflow.add_argument("args", nargs=argparse.REMAINDER, help="arguments for `airflow`")
     airflow.set_defaults(func=cmd_airflow)
 
-    up = sub.add_parser("up", help="start only the local Airflow (UI, scheduler, ...) until Ctrl-C")
+    up = sub.add_parser(
+        "up", help="start only the local Airflow (UI, scheduler, ...) until Ctrl-C or SIGTERM"
+    )
     up.add_argument("--port", type=int, default=8080, help="Airflow UI / API port")
     up.set_defaults(func=cmd_up)
 
     demo = sub.add_parser("demo", help="the main job of `make run`: the loop through Airflow")
-    demo.add_argument("--days", type=int, default=56)
-    demo.add_argument("--rows", type=int, default=2000)
+    demo.add_argument(
+        "--days", type=int, help="simulated days (default 14: 10 before the first training, 4 live)"
+    )
+    demo.add_argument("--rows", type=int, help="rows per simulated day (default 5000)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--port", type=int, default=8080, help="Airflow UI / API port")
-    demo.add_argument("--exit", action="store_true", help="stop Airflow after the summary")
+    demo.add_argument("--exit", action="store_true", help="stop everything after the summary")
     demo.set_defaults(func=cmd_demo)
     return root
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return args.func(args)
+    signal.signal(signal.SIGTERM, _terminate)  # stop cleanly, as on Ctrl-C
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("\nloopline: stopped", file=sys.stderr)
+        return 130
+    except (LooplineError, LookupError) as error:
+        print(f"loopline {args.command}: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from loopline import storage
+from loopline.adapters import storage
 
 ScenarioKind = Literal[
     "none", "covariate_shift", "prior_shift", "concept_drift", "bad_rows", "schema_break"
@@ -133,13 +133,23 @@ def _active(scenarios: Sequence[Scenario], kind: str, day_index: int) -> list[Sc
 
 
 def generate_day(
-    day: dt.date, day_index: int, *, rows: int, seed: int, scenarios: Sequence[Scenario] = ()
+    day: dt.date,
+    day_index: int,
+    *,
+    rows: int,
+    seed: int,
+    scenarios: Sequence[Scenario] = (),
+    ids: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """One day's snapshot (features, id, timestamp) and its labels, before any corruption."""
-    rng = np.random.default_rng([seed, day_index])
-    ids = rng.choice(POPULATION, size=rows, replace=False)
+    """One day's snapshot (features, id, timestamp) and its labels, before any corruption.
+    Customers are drawn from a population of 200,000 (``ids`` and ``rng`` given: a chunk of a
+    bigger day, see :func:`generate_chunks`)."""
+    rng = rng if rng is not None else np.random.default_rng([seed, day_index])
+    if ids is None:
+        ids = rng.choice(POPULATION, size=rows, replace=False)
     n = rows
-    frame = pd.DataFrame({ENTITY: [f"C{i:07d}" for i in ids]})
+    frame = pd.DataFrame({ENTITY: [f"C{i:08d}" if i >= 10**7 else f"C{i:07d}" for i in ids]})
     start = pd.Timestamp(day, tz="UTC")
     frame[TIMESTAMP] = start + pd.to_timedelta(np.sort(rng.integers(0, 86_400, n)), unit="s")
     for name, (values, probs) in CATEGORIES.items():
@@ -202,6 +212,30 @@ def _draw_labels(
     return pd.Series((rng.uniform(size=len(frame)) < prob).astype(int), name=TARGET)
 
 
+CHUNK_ROWS = 500_000
+
+
+def generate_chunks(
+    day: dt.date, day_index: int, *, rows: int, seed: int, scenarios: Sequence[Scenario] = ()
+):
+    """A day as ``(frame, labels)`` chunks. Up to 200,000 rows it is one chunk, exactly
+    :func:`generate_day`; a bigger day (any size) is cut into chunks of 500,000 rows, each from
+    its own seeded generator, its customers a permutation of ``rows`` ids (unique in the day),
+    so memory is bounded by the chunk."""
+    if rows <= POPULATION:
+        yield generate_day(day, day_index, rows=rows, seed=seed, scenarios=scenarios)
+        return
+    everyone = np.random.default_rng([seed, day_index, 2]).permutation(rows)
+    for chunk, start in enumerate(range(0, rows, CHUNK_ROWS)):
+        ids = everyone[start : start + CHUNK_ROWS]
+        rng = np.random.default_rng([seed, day_index, 3, chunk])
+        frame, label = generate_day(
+            day, day_index, rows=len(ids), seed=seed, scenarios=scenarios, ids=ids, rng=rng
+        )
+        frame[TIMESTAMP] = frame[TIMESTAMP].sort_values().to_numpy()
+        yield frame, label
+
+
 # Each corruption: (column, check as the validator reports it, bad value).
 CORRUPTIONS = (
     ("tenure_months", "not_null", None),
@@ -234,6 +268,40 @@ def corrupt(
     return frame, injected
 
 
+class _DayWriter:
+    """A day's file written chunk by chunk (Parquet: a row group per chunk; CSV: appended)."""
+
+    def __init__(self, path: str, file_format: str):
+        self.path, self.format, self.chunks = path, file_format, 0
+        self._writing = storage.writing(path)
+        self._local = self._writing.__enter__()
+        self._parquet = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.format == "csv":
+            frame.to_csv(
+                self._local,
+                mode="a",
+                header=self.chunks == 0,
+                index=False,
+                date_format="%Y-%m-%dT%H:%M:%S%z",
+            )
+        else:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self._local, table.schema)
+            self._parquet.write_table(table.cast(self._parquet.schema))
+        self.chunks += 1
+
+    def close(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        self._writing.__exit__(None, None, None)
+
+
 def simulate(
     *,
     landing: str,
@@ -246,30 +314,47 @@ def simulate(
     label_delay_days: int = 7,
     file_format: Literal["parquet", "csv"] = "parquet",
 ) -> list[DayFile]:
-    """Write ``days`` daily snapshot files and their late labels; return what was written."""
+    """Write ``days`` daily snapshot files and their late labels; return what was written.
+    Days of up to 200,000 rows are written whole (same seed, same bytes); bigger days chunk by
+    chunk, in bounded memory."""
     written = []
     for index in range(days):
         day = start + dt.timedelta(days=index)
-        frame, label = generate_day(day, index, rows=rows_per_day, seed=seed, scenarios=scenarios)
-        labels_frame = pd.DataFrame(
-            {ENTITY: frame[ENTITY], "partition_date": day.isoformat(), TARGET: label}
-        )
-        out = DayFile(date=day, path="", rows=len(frame), positives=int(label.sum()))
-        rng = np.random.default_rng([seed, index, 1])
-        for scenario in _active(scenarios, "bad_rows", index):
-            frame, out.corrupted = corrupt(frame, rng, scenario.strength)
-        if _active(scenarios, "schema_break", index):
-            frame = frame.rename(columns=RENAMED)
-            out.renamed = dict(RENAMED)
         name = f"part-000.{file_format}"
-        out.path = storage.join(landing, MODEL, f"date={day.isoformat()}", name)
-        storage.write_frame(frame, out.path)
-        arrival = day + dt.timedelta(days=label_delay_days)
-        storage.write_frame(
-            labels_frame,
-            storage.join(
-                labels, MODEL, f"date={arrival.isoformat()}", f"labels-{day}.{file_format}"
-            ),
+        out = DayFile(
+            date=day,
+            path=storage.join(landing, MODEL, f"date={day.isoformat()}", name),
+            rows=rows_per_day,
         )
+        rng = np.random.default_rng([seed, index, 1])
+        arrival = day + dt.timedelta(days=label_delay_days)
+        labels_path = storage.join(
+            labels, MODEL, f"date={arrival.isoformat()}", f"labels-{day}.{file_format}"
+        )
+        whole = rows_per_day <= POPULATION
+        day_file = None if whole else _DayWriter(out.path, file_format)
+        label_file = None if whole else _DayWriter(labels_path, file_format)
+        for frame, label in generate_chunks(
+            day, index, rows=rows_per_day, seed=seed, scenarios=scenarios
+        ):
+            labels_frame = pd.DataFrame(
+                {ENTITY: frame[ENTITY], "partition_date": day.isoformat(), TARGET: label}
+            )
+            out.positives += int(label.sum())
+            for scenario in _active(scenarios, "bad_rows", index):
+                frame, corrupted = corrupt(frame, rng, scenario.strength)
+                out.corrupted.update(corrupted)
+            if _active(scenarios, "schema_break", index):
+                frame = frame.rename(columns=RENAMED)
+                out.renamed = dict(RENAMED)
+            if whole:
+                storage.write_frame(frame, out.path)
+                storage.write_frame(labels_frame, labels_path)
+            else:
+                day_file.write(frame)
+                label_file.write(labels_frame)
+        if not whole:
+            day_file.close()
+            label_file.close()
         written.append(out)
     return written

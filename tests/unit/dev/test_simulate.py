@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from loopline.simulate import CORRUPTIONS, Scenario, generate_day, simulate
-from loopline.spec import get_spec
-from loopline.storage import read_frame
+from loopline.adapters.specs import get_spec
+from loopline.adapters.storage import read_frame
+from loopline.dev.simulate import CORRUPTIONS, Scenario, generate_day, simulate
 
 START = dt.date(2026, 3, 1)
 
@@ -152,3 +152,21 @@ def test_csv_and_parquet_carry_the_same_values(tmp_path):
     assert all(pd.api.types.is_string_dtype(t) for t in b.dtypes)  # CSV cells stay text
     np.testing.assert_allclose(pd.to_numeric(b["monthly_charges"]), a["monthly_charges"])
     assert (pd.to_datetime(b["snapshot_ts"], utc=True) == a["snapshot_ts"]).all()
+
+
+def test_days_of_any_size_have_unique_ids_and_stay_deterministic(tmp_path):
+    """Above 200,000 rows a day is written chunk by chunk (the benchmarks write 10M-row days)."""
+    import pyarrow.parquet as pq
+
+    written = run(tmp_path, "big", days=1, rows_per_day=520_000)
+    table = pq.read_table(written[0].path, columns=["customer_id"])
+    ids = table.column("customer_id").to_pandas()
+    assert len(ids) == 520_000 and ids.is_unique
+    assert pq.ParquetFile(written[0].path).metadata.num_row_groups == 2  # one per chunk
+    again = run(tmp_path, "big2", days=1, rows_per_day=520_000)
+    assert digests(tmp_path / "big") == {
+        k.replace("big2", "big"): v for k, v in digests(tmp_path / "big2").items()
+    }
+    labels = read_frame(str(next((tmp_path / "big" / "labels").rglob("*.parquet"))))
+    assert len(labels) == 520_000 and labels["customer_id"].is_unique
+    assert again[0].positives == written[0].positives > 0

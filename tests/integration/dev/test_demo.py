@@ -1,0 +1,61 @@
+"""The demo's own pieces that need no running stack: its progress line and its spec.
+
+The whole demo (`loopline demo --exit`) is measured by hand (issue 14.6), not in the suite: it
+starts a full Airflow stack for a few minutes.
+"""
+
+from __future__ import annotations
+
+import io
+
+from loopline.adapters.specs import load_spec
+from loopline.dev.demo import DEFAULT_DAYS, LIVE_DAYS, MIN_HISTORY_DAYS, Progress, write_demo_spec
+from loopline.dev.simulate import SHORT_WINDOWS
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def feed(progress: Progress) -> None:
+    progress("churn_daily", 0, 3, {"queued": 3})
+    progress("churn_daily", 0, 3, {"queued": 3})  # no change: nothing printed
+    progress("churn_daily", 1, 3, {"running": 2, "success": 1})
+    progress("churn_daily", 3, 3, {"success": 3})
+    progress.end()
+
+
+def test_a_piped_log_gets_one_line_per_change():
+    out = io.StringIO()
+    feed(Progress(out))
+    assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
+    assert out.getvalue().splitlines() == [
+        "   churn_daily: 0 of 3 runs finished (3 queued)",
+        "   churn_daily: 1 of 3 runs finished (2 running, 1 success)",
+        "   churn_daily: 3 of 3 runs finished (3 success)",
+    ]
+
+
+def test_a_terminal_gets_one_line_repainted_in_place():
+    out = Terminal()
+    feed(Progress(out))
+    text = out.getvalue()
+    assert text.count("\r") == 3 and text.count("\n") == 1 and text.endswith("\n")
+    assert text.count("\x1b[K") == 3  # each repaint clears what a longer line left
+    assert text.rstrip("\n").rsplit("\r", 1)[1] == (
+        "   churn_daily: 3 of 3 runs finished (3 success)\x1b[K"
+    )
+
+
+def test_the_demo_spec_has_short_windows_and_trains_only_when_triggered(tmp_path):
+    from loopline.airflow.dags import train_dag
+
+    write_demo_spec(tmp_path)
+    spec = load_spec(tmp_path / "churn.yaml")
+    assert spec.training.window_days == SHORT_WINDOWS["training"]["window_days"]
+    assert spec.labels.delay_days == SHORT_WINDOWS["labels"]["delay_days"]
+    assert spec.drift.persistence_k == SHORT_WINDOWS["drift"]["persistence_k"]
+    assert type(train_dag(spec).timetable).__name__ == "NullTimetable"  # no weekly runs
+    assert spec.training.min_days + spec.labels.delay_days == MIN_HISTORY_DAYS
+    assert DEFAULT_DAYS == MIN_HISTORY_DAYS + LIVE_DAYS
