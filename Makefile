@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 help:
 	@echo "make run    set up, then run the main job on the embedded warehouse"
 	@echo "make test   set up, then run the whole test suite"
-	@echo "make lint   ruff over the project"
+	@echo "make lint   ruff, and the import contracts of the layers (import-linter)"
 	@echo "make psql   open psql on the embedded warehouse"
 	@echo "make reset  stop the embedded services and delete all local state (.loopline/)"
 
@@ -32,6 +32,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check dags plugins include tests benchmarks
 	$(BIN)/ruff format --check dags plugins include tests benchmarks
+	$(BIN)/lint-imports
 
 db-start: $(STAMP)
 	$(BIN)/loopline db start

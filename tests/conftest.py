@@ -1,12 +1,15 @@
-"""Test session setup: private state, a throwaway PostgreSQL server, a migrated Airflow DB.
+"""Test session setup: private state, a throwaway PostgreSQL server, a migrated Airflow DB, an
+S3-API server on loopback, and the helpers every integration test shares (running a DAG for a
+day, task states, simulated worlds).
 
 Nothing here touches the developer's .loopline/ folder: every test session gets its own
-LOOPLINE_HOME, AIRFLOW_HOME, landing zone and PostgreSQL server, and stops them afterwards.
+LOOPLINE_HOME, AIRFLOW_HOME, landing zone, lake and PostgreSQL server, and stops them afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import shutil
 import socket
@@ -16,67 +19,87 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from functools import cache
 from pathlib import Path
 
 import pytest
-from loopline.config import airflow_environment
+import yaml
+from loopline.adapters.settings import airflow_environment
 
 REPO = Path(__file__).resolve().parents[1]
+CHURN_SPEC = REPO / "include" / "specs" / "churn.yaml"
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="loopline-tests-"))
 
-# Set before anything imports Airflow or loopline.config reads the environment.
+# Set before anything imports Airflow or loopline.adapters.settings reads the environment.
 os.environ.update(
     {
         "LOOPLINE_HOME": str(SESSION_DIR / "home"),
         "LOOPLINE_LANDING": str(SESSION_DIR / "landing"),
         "LOOPLINE_LABELS": str(SESSION_DIR / "labels"),
+        "LOOPLINE_LAKE": str(SESSION_DIR / "lake"),
         **airflow_environment(SESSION_DIR / "airflow"),
         # Retries stay on (as in production) but wait 1 s, so a retried task cannot stall a test.
         "LOOPLINE_RETRY_DELAY_SECONDS": "1",
     }
 )
-for variable in ("WAREHOUSE_URL", "MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL_S3"):
+for variable in (
+    "WAREHOUSE_URL",
+    "MLFLOW_TRACKING_URI",
+    "AWS_ENDPOINT_URL_S3",
+    "LOOPLINE_SPECS_DIR",
+    "LOOPLINE_TASK_RETRIES",
+    "LOOPLINE_REPORTS",
+    "LOOPLINE_MLFLOW_ARTIFACTS",
+):
     os.environ.pop(variable, None)
-os.environ.pop("LOOPLINE_SPECS_DIR", None)
 
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(SESSION_DIR, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def warehouse_url():
-    """A real PostgreSQL 18 server for this session, schema migrated with Alembic."""
-    from loopline import warehouse
-    from loopline.pgserver import LocalPostgres
+# --- real components -----------------------------------------------------------------------
 
-    server = LocalPostgres(SESSION_DIR / "postgres")
-    url = server.start()
-    os.environ.update(server.environment())
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL 18 server for this session (throwaway: not durable, for speed)."""
+    from loopline.dev.pgserver import LocalPostgres
+
+    server = LocalPostgres(SESSION_DIR / "postgres", durable=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def warehouse_url(pg_server):
+    """The session's warehouse, schema migrated with Alembic; loopline pointed at it."""
+    from loopline.adapters import warehouse
+
+    url = pg_server.url("warehouse")
+    os.environ.update(pg_server.environment())
     warehouse.upgrade(url)
     yield url
     warehouse.engine(url).dispose()
-    server.stop()
+
+
+def empty_tables(url: str) -> None:
+    from loopline.adapters import warehouse
+
+    tables = warehouse.query(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'warehouse' "
+        "AND tablename <> 'alembic_version'",
+        url=url,
+    ).tablename
+    with warehouse.engine(url).begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {', '.join('warehouse.' + t for t in tables)}")
 
 
 @pytest.fixture
 def empty_warehouse(warehouse_url):
     """The warehouse with every loopline table emptied (schema kept)."""
-    from loopline import warehouse
-    from sqlalchemy import text
-
-    with warehouse.engine(warehouse_url).begin() as conn:
-        tables = (
-            conn.execute(
-                text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'warehouse' "
-                    "AND tablename <> 'alembic_version'"
-                )
-            )
-            .scalars()
-            .all()
-        )
-        conn.execute(text(f"TRUNCATE {', '.join('warehouse.' + t for t in tables)}"))
+    empty_tables(warehouse_url)
     return warehouse_url
 
 
@@ -87,6 +110,19 @@ def airflow_db():
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
     return os.environ["AIRFLOW_HOME"]
+
+
+@pytest.fixture
+def pipeline(empty_warehouse, airflow_db, tmp_path, monkeypatch):
+    """A clean warehouse, Airflow ready, and a private landing zone, labels area and lake."""
+    for key, folder in (
+        ("LOOPLINE_LANDING", "landing"),
+        ("LOOPLINE_LABELS", "labels"),
+        ("LOOPLINE_LAKE", "lake"),
+        ("LOOPLINE_REPORTS", "reports"),
+    ):
+        monkeypatch.setenv(key, str(tmp_path / folder))
+    return tmp_path
 
 
 def free_port() -> int:
@@ -147,9 +183,67 @@ def s3_endpoint():
             AWS_SECRET_ACCESS_KEY="loopline-test-secret",
             AWS_DEFAULT_REGION="us-east-1",
         )
-        from loopline import storage
+        from loopline.adapters import storage
 
         for bucket in S3_BUCKETS:
             storage.s3_client().create_bucket(Bucket=bucket)
         yield endpoint
         os.environ.pop("AWS_ENDPOINT_URL_S3")
+
+
+# --- shared helpers -------------------------------------------------------------------------
+
+
+@cache
+def _dagbag(specs_dir: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(REPO / "dags"))
+    assert bag.import_errors == {}, bag.import_errors
+    return bag
+
+
+def dag(dag_id: str):
+    """A DAG of the repo's dags folder, parsed once per specs folder."""
+    found = _dagbag(os.environ.get("LOOPLINE_SPECS_DIR", "")).get_dag(dag_id)
+    assert found is not None, f"no DAG {dag_id}"
+    return found
+
+
+def run_day(dag_id: str, day: dt.date, **conf):
+    """Run a DAG for one day through Airflow's own task execution; return the DagRun."""
+    return dag(dag_id).test(run_conf={"partition_date": day.isoformat(), **conf})
+
+
+def task_states(run) -> dict[str, str]:
+    """``{task_id: state}``; a mapped task as ``task_id[i]``."""
+    states = {}
+    for ti in run.get_task_instances():
+        key = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
+        states[key] = str(ti.state)
+    return states
+
+
+def write_spec(folder: Path, name: str = "churn", **sections) -> Path:
+    """churn.yaml as ``<folder>/<name>.yaml``, with whole sections replaced or merged
+    (a dict value updates that section, anything else replaces it)."""
+    data = yaml.safe_load(CHURN_SPEC.read_text())
+    data["name"] = name
+    for section, value in sections.items():
+        if isinstance(value, dict) and isinstance(data.get(section), dict):
+            data[section] = {**data[section], **value}
+        else:
+            data[section] = value
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def forget_models(*names: str) -> None:
+    """Delete registered models (a test's own; absent ones are fine)."""
+    from loopline.adapters import model_store
+
+    for name in names:
+        with contextlib.suppress(Exception):
+            model_store.delete_model(name)

@@ -47,12 +47,16 @@ PLACEHOLDER = "change-me"
 
 # Variables the code reads that compose need not set, and why their defaults are right there.
 OPTIONAL_ENV = {
-    # loopline.config: <repo root>/include/specs, i.e. /opt/airflow/include/specs, the mount.
+    # loopline.adapters.settings: <repo>/include/specs, i.e. /opt/airflow/include/specs (mounted).
     "LOOPLINE_SPECS_DIR": "defaults to the mounted include/specs",
-    # loopline.tasks: 300 s between retries is the production setting; only tests lower it.
+    # loopline.airflow.context: 300 s between retries in production; only tests lower it.
     "LOOPLINE_RETRY_DELAY_SECONDS": "defaults to the production 300 s",
-    # loopline.registry: falls back to `git rev-parse`, then "unknown" (compose passes it through).
+    # loopline.adapters.model_store: falls back to `git rev-parse`, then "unknown".
     "LOOPLINE_GIT_COMMIT": "defaults to git, else 'unknown'",
+    # loopline.adapters.settings: 2 retries is the production setting; the CLI sets 0.
+    "LOOPLINE_TASK_RETRIES": "defaults to the production 2 retries",
+    # loopline.core.faults: the reliability suite's crash points; never set in production.
+    "LOOPLINE_FAULT_POINT": "tests only",
 }
 
 # os.environ.get("X"...), os.getenv("X"...), os.environ["X"] (not an assignment to it).
@@ -484,7 +488,7 @@ def test_code_and_specs_are_mounted_and_importable():
         rf"^ENV\s+PYTHONPATH=\S*{CODE_ROOT_IN_IMAGE}/include", DOCKERFILE.read_text(), re.M
     ), f"Dockerfile: no ENV PYTHONPATH with {CODE_ROOT_IN_IMAGE}/include"
     # loopline.config's REPO_ROOT is the parent of include/: in the image, /opt/airflow.
-    from loopline import config
+    from loopline.adapters import settings as config
 
     assert config.REPO_ROOT == REPO, f"loopline.config.REPO_ROOT is {config.REPO_ROOT}, not {REPO}"
 
@@ -631,3 +635,28 @@ def test_loopline_locations_are_buckets_minio_init_creates():
         assert location.netloc in buckets, (
             f"service airflow-worker: {key} bucket {location.netloc} is not created by minio-init"
         )
+
+
+def test_the_airflow_connections_say_what_the_environment_says():
+    """Tasks prefer the AIRFLOW_CONN_LOOPLINE_* connections; they must point where the CLI's
+    variables do (placeholders filled in as compose would)."""
+    import json
+
+    from airflow.sdk.definitions.connection import Connection
+    from loopline.airflow.connections import mlflow_uri, s3_environment, warehouse_url
+
+    env = environment(compose()["x-airflow-common"])
+    secrets = {"WAREHOUSE_WRITER_PASSWORD": "w", "MINIO_ROOT_USER": "u", "MINIO_ROOT_PASSWORD": "p"}
+
+    def filled(value: str) -> str:
+        return re.sub(r"\$\{(\w+)[^}]*\}", lambda m: secrets[m.group(1)], value)
+
+    def connection(name: str) -> Connection:
+        return Connection.from_json(filled(env[f"AIRFLOW_CONN_{name}"]), conn_id=name.lower())
+
+    assert warehouse_url(connection("LOOPLINE_WAREHOUSE")) == filled(env["WAREHOUSE_URL"])
+    assert mlflow_uri(connection("LOOPLINE_MLFLOW")) == env["MLFLOW_TRACKING_URI"]
+    s3 = s3_environment(connection("LOOPLINE_S3"))
+    assert s3["AWS_ENDPOINT_URL_S3"] == env["AWS_ENDPOINT_URL_S3"]
+    assert (s3["AWS_ACCESS_KEY_ID"], s3["AWS_SECRET_ACCESS_KEY"]) == ("u", "p")
+    assert json.loads(filled(env["AIRFLOW_CONN_LOOPLINE_WAREHOUSE"]))["schema"] == "warehouse"

@@ -19,23 +19,31 @@ from pathlib import Path
 
 import pytest
 import yaml
-from loopline import registry, storage, warehouse
-from loopline.ingest import ingest_day
-from loopline.pgserver import LocalPostgres
-from loopline.simulate import simulate
-from loopline.spec import get_spec
-from loopline.validate import validate_day
+from loopline.adapters import model_store, storage, warehouse
+from loopline.adapters.specs import get_spec
+from loopline.dev.pgserver import LocalPostgres
+from loopline.dev.simulate import simulate
+from loopline.steps.validate import validate_day
 
-from ..conftest import SESSION_DIR, free_port, server_process
-from .conftest import REPO, run_day, task_states
+from ..conftest import (
+    REPO,
+    SESSION_DIR,
+    dag,
+    empty_tables,
+    free_port,
+    run_day,
+    server_process,
+    task_states,
+)
 
 START, DAYS, ROWS = dt.date(2026, 1, 1), 36, 400
 TRAIN_END = dt.date(2026, 2, 6)
 SCORE_DAY = dt.date(2026, 2, 2)
-MIGRATIONS = REPO / "include" / "loopline" / "migrations" / "versions"
+MIGRATIONS = REPO / "include" / "loopline" / "adapters" / "migrations" / "versions"
 ROLES = ("airflow", "mlflow", "loopline_writer", "loopline_analyst")
 LOOPLINE_S3 = (
     "LOOPLINE_LANDING",
+    "LOOPLINE_LAKE",
     "LOOPLINE_LABELS",
     "LOOPLINE_REPORTS",
     "LOOPLINE_MLFLOW_ARTIFACTS",
@@ -92,12 +100,7 @@ def team_setup(warehouse_url, airflow_db, s3_endpoint):
     ):
         for key, value in {**settings, "MLFLOW_TRACKING_URI": url}.items():
             patch.setenv(key, value)
-        with warehouse.engine(warehouse_url).begin() as conn:
-            conn.exec_driver_sql(
-                "TRUNCATE warehouse.clean_rows, warehouse.quarantine, warehouse.raw_rows, "
-                "warehouse.ingested_files, warehouse.predictions, warehouse.model_events, "
-                "warehouse.labels, warehouse.drift_reports, warehouse.retrain_decisions CASCADE"
-            )
+        empty_tables(warehouse_url)
         simulate(
             landing=settings["LOOPLINE_LANDING"],
             labels=settings["LOOPLINE_LABELS"],
@@ -122,7 +125,7 @@ def test_the_daily_dag_ingests_from_s3_and_accounts_for_every_row(team_setup):
     assert run.state == "success", task_states(run)
     files = warehouse.query(
         "SELECT source_file, sha256, rows FROM warehouse.ingested_files "
-        "WHERE model = 'churn' AND partition_date = :d",
+        "WHERE model = 'churn' AND partition_date = %(d)s",
         {"d": day},
     )
     expected = storage.join(
@@ -130,7 +133,12 @@ def test_the_daily_dag_ingests_from_s3_and_accounts_for_every_row(team_setup):
     )
     assert files["source_file"].tolist() == [expected]
     assert files["sha256"][0] == hashlib.sha256(storage.read_bytes(expected)).hexdigest()
-    clean = warehouse.count_rows("clean_rows", "churn", [day])
+    pointer = warehouse.published_partition("churn", day)
+    assert all(f["path"].startswith(team_setup["LOOPLINE_LAKE"]) for f in pointer["files"])
+    import pyarrow.parquet as pq
+
+    with storage.local_copy(pointer["files"][0]["path"]) as local:
+        clean = pq.ParquetFile(local).metadata.num_rows
     quarantined = warehouse.count_rows("quarantine", "churn", [day])
     assert clean + quarantined == files["rows"][0] == ROWS
 
@@ -138,23 +146,20 @@ def test_the_daily_dag_ingests_from_s3_and_accounts_for_every_row(team_setup):
 def test_training_logs_the_model_through_the_mlflow_server_into_s3(team_setup):
     spec = get_spec("churn")
     for i in range(DAYS):
-        day = START + dt.timedelta(days=i)
-        ingest_day(spec, day, run_id="seed")
-        validate_day(spec, day, run_id="seed")
-    from airflow.dag_processing.dagbag import DagBag
-
-    dag = DagBag(str(REPO / "dags")).get_dag("churn_train")
-    run = dag.test(run_conf={"end_date": TRAIN_END.isoformat(), "reason": "compose test"})
+        validate_day(spec, START + dt.timedelta(days=i), run_id="seed")
+    run = dag("churn_train").test(
+        run_conf={"end_date": TRAIN_END.isoformat(), "reason": "compose test"}
+    )
     assert run.state == "success", task_states(run)
 
     labels = warehouse.query(
         "SELECT DISTINCT source_file FROM warehouse.labels WHERE model = 'churn'"
     )
     assert labels["source_file"].str.startswith(team_setup["LOOPLINE_LABELS"]).all()
-    version = registry.champion_version("churn")
+    version = model_store.champion_version("churn")
     assert version is not None
     experiment = storage.join(team_setup["LOOPLINE_MLFLOW_ARTIFACTS"], "churn")
-    run_info = registry.client().get_run(version.run_id).info
+    run_info = model_store.client().get_run(version.run_id).info
     assert run_info.artifact_uri.startswith(experiment), run_info.artifact_uri
     bucket, prefix = experiment.removeprefix("s3://").split("/", 1)
     pages = (
@@ -170,15 +175,15 @@ def test_scoring_loads_the_champion_from_s3_and_reports_drift_to_s3(team_setup):
     assert run.state == "success", task_states(run)
     scored = warehouse.query(
         "SELECT model_version, count(*) AS n FROM warehouse.predictions "
-        "WHERE model = 'churn' AND partition_date = :d GROUP BY 1",
+        "WHERE model = 'churn' AND partition_date = %(d)s GROUP BY 1",
         {"d": SCORE_DAY},
     )
-    champion = registry.champion_version("churn")
+    champion = model_store.champion_version("churn")
     assert scored["model_version"].tolist() == [int(champion.version)]
-    assert scored["n"][0] == warehouse.count_rows("clean_rows", "churn", [SCORE_DAY])
+    assert scored["n"][0] == warehouse.published_partition("churn", SCORE_DAY)["rows_clean"]
     report = warehouse.query(
         "SELECT report_uri FROM warehouse.drift_reports "
-        "WHERE model = 'churn' AND partition_date = :d",
+        "WHERE model = 'churn' AND partition_date = %(d)s",
         {"d": SCORE_DAY},
     )["report_uri"][0]
     assert report == storage.join(
@@ -190,7 +195,7 @@ def test_scoring_loads_the_champion_from_s3_and_reports_drift_to_s3(team_setup):
 def test_the_postgres_init_script_applies_the_passwords_from_the_environment(warehouse_url):
     """compose's postgres init script, run here with this server's psql: it runs roles.sql
     (again: it is idempotent) and sets every role's password from the environment."""
-    from loopline.pgserver import _bin_dir
+    from loopline.dev.pgserver import _bin_dir
 
     server = LocalPostgres(SESSION_DIR / "postgres")
     hashes = "SELECT rolname, rolpassword FROM pg_authid WHERE rolname IN " + str(ROLES)
@@ -202,13 +207,17 @@ def test_the_postgres_init_script_applies_the_passwords_from_the_environment(war
         "PGHOST": "127.0.0.1",
         "PGPORT": str(server.port),
         "POSTGRES_USER": "postgres",
+        "PGPASSWORD": server.passwords()["postgres"],
         "LOOPLINE_ROLES_SQL": str(REPO / "include" / "sql" / "roles.sql"),
         **{name: f"new-{name.lower()}" for name in postgres["environment"] if "PASSWORD" in name},
     }
     script = REPO / "docker" / "postgres" / "10-loopline.sh"
-    result = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    after = dict(line.split("|") for line in server.psql("postgres", hashes).split())
+    try:
+        result = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        after = dict(line.split("|") for line in server.psql("postgres", hashes).split())
+    finally:
+        server.create_roles()  # the session's own passwords back, for the tests that follow
     assert sorted(after) == sorted(ROLES)
     assert all(after[role].startswith("SCRAM-SHA-256$") for role in ROLES), after
     assert all(after[role] != before[role] for role in ROLES), "a password was not changed"
