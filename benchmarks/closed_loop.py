@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/closed_loop.py --scenario covariate_shift:start=16 --days 34
     .venv/bin/python benchmarks/closed_loop.py --scenario concept_drift:start=14,strength=1.5 \
         --rows 1500 --plot docs/closed_loop.png
+    .venv/bin/python benchmarks/closed_loop.py --scenario concept_drift:start=14,strength=2,days=6 \
+        --rows 1500 --days 32 --compare-shadow 3
 
 On a throwaway PostgreSQL server, MLflow store and Airflow metadata DB, with churn's spec on short
 windows (2-day drift window, 2-day label delay, 4-day cool-down), it ingests ten days, trains the
@@ -10,7 +12,9 @@ first champion, then runs ``churn_daily`` and ``churn_labels`` through ``dag.tes
 Trainings the retrain trigger queues are run at once (as the scheduler would) with their conf.
 It prints the detection delay in days, false alarms before the scenario starts, retrains and
 promotions, and the champion's realized metric before the change, after it, and after the
-first retrained promotion; with --plot it draws the run.
+first retrained promotion; with --plot it draws the run. With --compare-shadow N it replays the
+scenario twice, promoting on the offline gate alone and with a shadow period of N labelled days,
+and prints the realized metric of the served model per day side by side.
 """
 
 from __future__ import annotations
@@ -23,20 +27,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-from loopline.config import airflow_environment
-from loopline.simulate import SHORT_WINDOWS
+from loopline.adapters.settings import airflow_environment
+from loopline.dev.simulate import SHORT_WINDOWS
 
 REPO = Path(__file__).resolve().parents[1]
 START = dt.date(2026, 1, 1)
 SEEDED = 10
 
 
-def prepare(tmp: Path) -> None:
+def prepare(tmp: Path, shadow_days: int = 0, no_triggers: bool = False) -> None:
     import yaml
 
     specs = tmp / "specs"
     specs.mkdir()
     spec = yaml.safe_load((REPO / "include/specs/churn.yaml").read_text()) | SHORT_WINDOWS
+    spec["shadow"] = {"required_days": shadow_days, "window_days": max(shadow_days, 1)}
+    if no_triggers:  # only the scheduled trainings of --train-at
+        spec["drift"] = {**spec["drift"], "min_new_labels": 10**9}
     (specs / "churn.yaml").write_text(yaml.safe_dump(spec))
     os.environ.update(
         {
@@ -44,6 +51,7 @@ def prepare(tmp: Path) -> None:
             "LOOPLINE_SPECS_DIR": str(specs),
             "LOOPLINE_LANDING": str(tmp / "landing"),
             "LOOPLINE_LABELS": str(tmp / "labels"),
+            "LOOPLINE_LAKE": str(tmp / "lake"),
             **airflow_environment(tmp / "airflow"),
             "LOOPLINE_RETRY_DELAY_SECONDS": "1",
         }
@@ -53,40 +61,13 @@ def prepare(tmp: Path) -> None:
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
 
 
-def dags():
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(str(REPO / "dags"))
-
-
-def run_queued_trainings(bag) -> list[dict]:
-    """The scheduler's part: run each queued training with its conf, mark the queued run done."""
-    from airflow.models import DagRun
-    from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState
-
-    with create_session() as session:
-        queued = [
-            (r.run_id, dict(r.conf or {}))
-            for r in session.query(DagRun).filter(
-                DagRun.dag_id == "churn_train", DagRun.state == DagRunState.QUEUED
-            )
-        ]
-    for run_id, conf in queued:
-        bag.get_dag("churn_train").test(run_conf=conf)
-        with create_session() as session:
-            session.query(DagRun).filter(DagRun.run_id == run_id).update(
-                {DagRun.state: DagRunState.SUCCESS}
-            )
-    return [conf for _, conf in queued]
-
-
-def replay(scenario: str, days: int, rows: int, seed: int) -> dict:
-    from loopline import registry, warehouse
-    from loopline.ingest import ingest_day
-    from loopline.simulate import Scenario, simulate
-    from loopline.spec import get_spec
-    from loopline.validate import validate_day
+def replay(scenario: str, days: int, rows: int, seed: int, train_at: tuple = ()) -> dict:
+    """Ten days validated, a first champion, then day by day as ``loopline replay`` does."""
+    from loopline.adapters import model_store, warehouse
+    from loopline.adapters.specs import get_spec
+    from loopline.airflow.runner import Runner
+    from loopline.dev.simulate import Scenario, simulate
+    from loopline.steps.validate import validate_day
 
     parsed = Scenario.parse(scenario)
     simulate(
@@ -101,41 +82,32 @@ def replay(scenario: str, days: int, rows: int, seed: int) -> dict:
     )
     spec = get_spec("churn")
     for i in range(SEEDED):
-        day = START + dt.timedelta(days=i)
-        ingest_day(spec, day, run_id="seed")
-        validate_day(spec, day, run_id="seed")
-    bag = dags()
-    bag.get_dag("churn_train").test(
-        run_conf={"end_date": str(START + dt.timedelta(days=SEEDED)), "reason": "first champion"}
-    )
+        validate_day(spec, START + dt.timedelta(days=i), run_id="seed")
+    runner = Runner()
+    first = {"end_date": str(START + dt.timedelta(days=SEEDED)), "reason": "first champion"}
+    print(runner.run("churn_train", first, first["end_date"]).line())
     for i in range(SEEDED, days):
         day = (START + dt.timedelta(days=i)).isoformat()
-        bag.get_dag("churn_daily").test(run_conf={"partition_date": day})
-        bag.get_dag("churn_labels").test(run_conf={"partition_date": day})
-        for conf in run_queued_trainings(bag):
-            version = registry.champion_version("churn").version
-            print(f"  day {i}: retrained ({conf['reason'][:70]}...), champion now v{version}")
+        if i in train_at:  # a scheduled training, with the data of this day
+            conf = {"end_date": day, "reason": "scheduled (--train-at)"}
+            print(runner.run("churn_train", conf, day).line(), flush=True)
+        for kind in ("daily", "labels"):
+            outcome = runner.run(f"churn_{kind}", {"partition_date": day}, day)
+            if not outcome.ok:
+                print(outcome.line())
+        for outcome in runner.run_queued_trainings("churn"):
+            version = model_store.champion_version("churn").version
+            print(f"  day {i}: retrained ({outcome.state}), champion now v{version}")
         print(f"  day {i} done", flush=True)
-    q = warehouse.query
     return {
         "scenario": parsed,
-        "drift": q(
-            "SELECT partition_date, dataset_drift, drifted_share FROM warehouse.drift_reports "
-            "WHERE model = 'churn' ORDER BY 1"
-        ),
-        "decisions": q(
-            "SELECT partition_date, source, triggered, reason "
-            "FROM warehouse.retrain_decisions WHERE model = 'churn' ORDER BY 1"
-        ),
-        "performance": q(
-            "SELECT p.partition_date, p.model_version, p.value FROM "
-            "warehouse.model_performance p ORDER BY 1, 2"
-        ),
-        "events": q("SELECT created_at, event, version FROM warehouse.model_events ORDER BY id"),
-        "scored": q(
-            "SELECT partition_date, max(model_version) AS version "
-            "FROM warehouse.predictions GROUP BY 1 ORDER BY 1"
-        ),
+        "drift": warehouse.drift_reports("churn"),
+        "decisions": warehouse.retrain_decisions("churn"),
+        "performance": warehouse.performance("churn"),
+        "events": warehouse.model_events("churn"),
+        "scored": warehouse.day_table("churn")[["partition_date", "version"]]
+        .dropna()
+        .astype({"version": int}),
     }
 
 
@@ -212,6 +184,76 @@ def plot(result: dict, path: str) -> None:
     fig.savefig(path, dpi=90)
 
 
+def served(result: dict) -> list[dict]:
+    """Per scored day: the version that served it and its realized metric."""
+    scored = result["scored"].set_index("partition_date").version
+    perf = result["performance"]
+    rows = []
+    for day, version in scored.items():
+        found = perf[(perf.partition_date == day) & (perf.model_version == version)]
+        value = (
+            float(found.value.iloc[0])
+            if len(found) and found.value.iloc[0] == found.value.iloc[0]
+            else None
+        )
+        rows.append({"day": str(day), "version": int(version), "value": value})
+    return rows
+
+
+def compare_shadow(args) -> None:
+    """The scenario twice, in fresh processes: offline gate alone, then with a shadow period."""
+    import json
+
+    found = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for days in (0, args.compare_shadow):
+            out = Path(tmp) / f"shadow-{days}.json"
+            command = [
+                sys.executable,
+                __file__,
+                *(["--no-triggers"] if args.no_triggers else []),
+                *[arg for day in args.train_at for arg in ("--train-at", str(day))],
+                "--scenario",
+                args.scenario,
+                "--days",
+                str(args.days),
+                "--rows",
+                str(args.rows),
+                "--seed",
+                str(args.seed),
+                "--shadow-days",
+                str(days),
+                "--json",
+                str(out),
+            ]
+            subprocess.run(command, check=True)
+            found[days] = json.loads(out.read_text())
+    without, with_shadow = found[0], found[args.compare_shadow]
+    change = START + dt.timedelta(days=scenario_start(args.scenario))
+    print(f"\nrealized {without['metric']} of the served model per day (change {change})")
+    print(f"  {'day':<12}{'offline gate only':>22}{f'shadow {args.compare_shadow} days':>22}")
+    by_day = {r["day"]: r for r in with_shadow["served"]}
+    for row in without["served"]:
+        other = by_day.get(row["day"], {})
+        print(f"  {row['day']:<12}{_cell(row):>22}{_cell(other):>22}")
+    for name, run in (("offline gate only", without), ("with shadow", with_shadow)):
+        after = [r["value"] for r in run["served"] if r["day"] >= str(change) and r["value"]]
+        mean = sum(after) / len(after) if after else float("nan")
+        print(f"  {name}: mean after the change {mean:.4f}; events {run['events']}")
+
+
+def _cell(row: dict) -> str:
+    if not row or row.get("value") is None:
+        return f"v{row.get('version', '-')} -"
+    return f"v{row['version']} {row['value']:.4f}"
+
+
+def scenario_start(text: str) -> int:
+    from loopline.dev.simulate import Scenario
+
+    return Scenario.parse(text).start_day
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="covariate_shift:start=16")
@@ -219,22 +261,62 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--plot", help="write a PNG of the run here")
+    parser.add_argument("--shadow-days", type=int, default=0, help="shadow.required_days")
+    parser.add_argument(
+        "--compare-shadow",
+        type=int,
+        default=0,
+        metavar="N",
+        help="replay twice: offline gate only, and a shadow period of N days",
+    )
+    parser.add_argument(
+        "--train-at",
+        type=int,
+        action="append",
+        default=[],
+        help="run a scheduled training on this day index; repeatable",
+    )
+    parser.add_argument(
+        "--no-triggers",
+        action="store_true",
+        help="no triggered retrainings: only the --train-at ones",
+    )
+    parser.add_argument("--json", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.compare_shadow:
+        compare_shadow(args)
+        return
     with tempfile.TemporaryDirectory(prefix="loopline-replay-") as folder:
         tmp = Path(folder)
-        prepare(tmp)
-        from loopline.pgserver import LocalPostgres
+        prepare(tmp, args.shadow_days, args.no_triggers)
+        from loopline.dev.pgserver import LocalPostgres
 
-        server = LocalPostgres(tmp / "postgres")
+        server = LocalPostgres(tmp / "postgres", durable=False)
         server.start()
         os.environ.update(server.environment())
         try:
-            from loopline import warehouse
+            from loopline.adapters import warehouse
 
             warehouse.upgrade()
-            result = replay(args.scenario, args.days, args.rows, args.seed)
+            result = replay(args.scenario, args.days, args.rows, args.seed, tuple(args.train_at))
             print("\nclosed-loop report")
             report(result)
+            if args.json:
+                import json
+
+                events = result["events"]
+                Path(args.json).write_text(
+                    json.dumps(
+                        {
+                            "metric": "roc_auc",
+                            "served": served(result),
+                            "events": [
+                                f"{e} v{v}"
+                                for e, v in zip(events.event, events.version, strict=True)
+                            ],
+                        }
+                    )
+                )
             if args.plot:
                 plot(result, args.plot)
                 print(f"  plot: {args.plot}")
