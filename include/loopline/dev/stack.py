@@ -97,13 +97,15 @@ def die_with_parent() -> None:
 
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise KeyboardInterrupt here, as Ctrl-C does, so the ``finally``
-    blocks that stop what was started run; the previous handlers come back on exit."""
+    """SIGTERM, SIGHUP and SIGINT raise KeyboardInterrupt here, so the ``finally`` blocks that
+    stop what was started run; the previous handlers come back on exit. SIGINT is set too:
+    a process started in the background by a script inherits SIGINT ignored, and Python then
+    leaves it ignored, so `kill -INT` would otherwise do nothing."""
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
-    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {s: signal.signal(s, interrupt) for s in STOP_SIGNALS}
     try:
         yield
     finally:

@@ -86,7 +86,8 @@ def wait_port_free(port: int, timeout: float = GONE_WITHIN) -> bool:
 
 def start_up(home: Path, port: int, log: Path) -> subprocess.Popen:
     """`loopline up --port PORT` with LOOPLINE_HOME=home; two api-server workers, so that the
-    api-server has worker processes of its own to leave behind."""
+    api-server has worker processes of its own to leave behind. Started with SIGINT ignored, as
+    a script's background job is (`cmd &`): `kill -INT` must stop it all the same."""
     env = {**os.environ, "LOOPLINE_HOME": str(home), "AIRFLOW__API__WORKERS": "2"}
     with open(log, "w") as out:
         return subprocess.Popen(
@@ -95,6 +96,7 @@ def start_up(home: Path, port: int, log: Path) -> subprocess.Popen:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # our Ctrl-C is not its Ctrl-C
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
 
 
