@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from loopline.adapters import lake, landing, storage, warehouse
 from loopline.core import faults
@@ -177,18 +176,40 @@ class Duplicates:
 
 
 def find_duplicates(results: list[ShardResult]) -> Duplicates:
-    """Repeated entity ids across the whole day, from the shards' key files, counted by Arrow
-    (C++): an id seen more than once, at every place after its first (file, then row order)."""
-    keys = pa.concat_tables(lake.read_table(r.keys_path) for r in results)
-    counts = keys.group_by("entity_id").aggregate([("entity_id", "count")])
-    repeated = counts.filter(pc.greater(counts.column("entity_id_count"), 1)).column("entity_id")
+    """Repeated entity ids across the whole day, from the shards' key files: an id seen more
+    than once, at every place after its first (file, then row order).
+
+    Memory is a few tens of bytes per row of the day, whatever the ids' length: a first pass
+    keeps a 64-bit hash of each id (sorted to find the repeats), and only the rows whose hash
+    repeats are read again and compared as text, so a hash collision costs a comparison, never a
+    false duplicate."""
     empty = pd.DataFrame(columns=["file_index", "row_number", "clean", "entity_id"])
+    per_batch = [
+        _hash_ids(t) for r in results for t in lake.read_arrow_batches(r.keys_path, ["entity_id"])
+    ]
+    if not per_batch:
+        return Duplicates(empty)
+    ordered = np.sort(np.concatenate(per_batch))
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ordered, per_batch
     if len(repeated) == 0:
         return Duplicates(empty)
-    candidates = keys.filter(pc.is_in(keys.column("entity_id"), repeated)).to_pandas()
-    ordered = candidates.sort_values(["entity_id", "file_index", "row_number"])
-    later = ordered["entity_id"].duplicated(keep="first")
-    return Duplicates(ordered.loc[later, empty.columns].reset_index(drop=True))
+    parts = []
+    for result in results:
+        for table in lake.read_arrow_batches(result.keys_path):
+            keep = np.isin(_hash_ids(table), repeated)
+            if keep.any():
+                parts.append(table.filter(pa.array(keep)).to_pandas())
+    candidates = pd.concat(parts, ignore_index=True)
+    ordered_rows = candidates.sort_values(["entity_id", "file_index", "row_number"])
+    later = ordered_rows["entity_id"].duplicated(keep="first")
+    return Duplicates(ordered_rows.loc[later, empty.columns].reset_index(drop=True))
+
+
+def _hash_ids(keys: pa.Table) -> np.ndarray:
+    """A 64-bit hash per entity id of a batch of keys."""
+    ids = keys.column("entity_id").to_numpy()
+    return pd.util.hash_array(ids.astype(object, copy=False), categorize=False)
 
 
 def _drop_rows(spec: ModelSpec, result: ShardResult, drop: set[tuple[str, int]]) -> None:
