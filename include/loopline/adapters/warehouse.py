@@ -541,13 +541,15 @@ def replace_label_file(
     return loaded, quarantined
 
 
-def labels_of_day(model: str, day: dt.date, url=None) -> pd.DataFrame:
-    """``entity_id, label`` of the rows of one feature day that have their label."""
-    return query(
+def labels_of_day(model: str, day: dt.date, chunk_rows: int, url=None) -> Iterator[pd.DataFrame]:
+    """``entity_id, label`` of the rows of one feature day that have their label, in frames of
+    at most ``chunk_rows`` rows: memory is bounded by the chunk, not by the day."""
+    yield from stream_copy(
         f"SELECT entity_id, label FROM {SCHEMA}.labels "
-        ""
         "WHERE model = %(model)s AND partition_date = %(day)s",
         {"model": model, "day": day},
+        chunk_rows,
+        {"entity_id": str, "label": float},
         url,
     )
 

@@ -77,10 +77,19 @@ def read_labelled(
                 chunks.append(frame[keep])
         if not chunks:
             continue
-        day = pd.concat(chunks, ignore_index=True)
-        labels = warehouse.labels_of_day(spec.name, row.partition_date)
-        joined = day.merge(labels, on="entity_id", how="inner")
-        parts.append(typed_frame(spec, joined).assign(partition_date=row.partition_date))
+        day = pd.concat(chunks, ignore_index=True).assign(_position=lambda f: np.arange(len(f)))
+        joined = [
+            day.merge(labels, on="entity_id", how="inner")
+            for labels in warehouse.labels_of_day(
+                spec.name, row.partition_date, spec.processing.batch_rows
+            )
+        ]
+        if not joined:
+            continue
+        # The labels arrive in chunks: the day's rows are put back in their lake order.
+        day = pd.concat(joined, ignore_index=True).sort_values("_position", kind="stable")
+        day = day.drop(columns="_position").reset_index(drop=True)
+        parts.append(typed_frame(spec, day).assign(partition_date=row.partition_date))
     if not parts:
         return pd.DataFrame(columns=[*wanted, "label", "partition_date"])
     return pd.concat(parts, ignore_index=True)
