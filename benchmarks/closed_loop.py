@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/closed_loop.py --scenario covariate_shift:start=16 --days 34
     .venv/bin/python benchmarks/closed_loop.py --scenario concept_drift:start=14,strength=1.5 \
         --rows 1500 --plot docs/closed_loop.png
+    .venv/bin/python benchmarks/closed_loop.py \
+        --scenario concept_drift:start=12,strength=2,days=12 \
+        --train-at 24 --no-triggers --compare-shadow 3
     .venv/bin/python benchmarks/closed_loop.py --scenario concept_drift:start=14,strength=2,days=6 \
         --rows 1500 --days 32 --compare-shadow 3
 
