@@ -10,17 +10,13 @@ import re
 from pathlib import Path
 
 import pytest
-from loopline.dev.pgserver import LocalPostgres
-from loopline.dev.stack import LocalAirflow
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from ..conftest import SESSION_DIR, empty_tables, forget_models, free_port
+from ..conftest import empty_tables, forget_models
 from ..integration.airflow.test_ui import SCORED, WORLD_ENV, make_world
-from .test_airflow_ui import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, log_in, png_size
+from .conftest import local_airflow, log_in, png_size
 
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "models-view"
 MODELS_NAV = "a[href$='plugin/loopline']"
@@ -41,35 +37,10 @@ def world(warehouse_url, tmp_path, monkeypatch):
 
 @pytest.fixture
 def airflow(world, tmp_path):
-    """The `make run` stack on a free port (as in test_airflow_ui), started after the world is
-    built, with this process's environment: the same warehouse, MLflow store and specs."""
-    metadata = LocalPostgres(SESSION_DIR / "postgres").url("airflow")
-    stack = LocalAirflow(tmp_path / "airflow", metadata, port=free_port())
-    stack.migrate()
-    try:
-        stack.start()
-        stack.wait_healthy()
+    """The local stack, started after the world is built: the api-server reads the same
+    warehouse, MLflow store and specs through this process's environment."""
+    with local_airflow(tmp_path) as stack:
         yield stack
-    finally:
-        stack.stop()
-
-
-@pytest.fixture
-def browser(tmp_path):
-    """Debian's chromium through its own chromedriver, as in test_airflow_ui."""
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail(
-            f"needs {CHROMIUM} and {CHROMEDRIVER}: apt-get install chromium chromium-driver"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def shot(driver: WebDriver, name: str, full_page: bool = False) -> Path:
