@@ -16,7 +16,7 @@ Stages (library calls, as the tasks make them), each against its floor:
   floor: read the window's columns and compare in memory;
 - shadow: the predict stage again with a challenger in shadow (its extra time is the cost of
   shadow deployment);
-- scale-out: the day as 2 shards scored by 2 processes at once vs 1 shard by 1 process;
+- scale-out: the day's 2 shards scored by 2 processes at once vs both by 1 process;
 - PostgreSQL bytes added per million input rows (predictions, quarantine, bookkeeping);
 - optionally, the peak memory of a training over a window of ``--train-window-rows`` rows.
 
