@@ -23,6 +23,7 @@ from importlib import metadata
 import pandas as pd
 
 from loopline.adapters import settings, storage
+from loopline.core import columns
 from loopline.core.errors import (
     ModelArtifactError,
     PermanentError,
@@ -38,8 +39,19 @@ TRAINING_PROFILE, PROFILE = "reference/features.json", "reference/profile.json"
 SLICES, PLOTS = "slices.json", "plots"
 MODEL_CARD = "model_card.json"
 TRAINING_DRIFT = "reference/training_drift.json"
+# The candidates a training fitted: their windows, holdout metrics, and why one was chosen.
+CANDIDATES = "candidates.json"
 # Tags of a training run: why it ran, on which days, from which code.
-RUN_TAGS = ("reason", "dag_run_id", "git_commit", "window_start", "window_end", "task")
+RUN_TAGS = (
+    "reason",
+    "dag_run_id",
+    "git_commit",
+    "window_start",
+    "window_end",
+    "task",
+    "candidate",
+    "change_date",
+)
 PERMANENT_CODES = frozenset(
     {
         "RESOURCE_DOES_NOT_EXIST",
@@ -57,6 +69,8 @@ PERMANENT_CODES = frozenset(
 
 def _mlflow():
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # No progress bars: each artifact download drew one into the task log.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
     return mlflow
@@ -213,7 +227,10 @@ def load_model(uri: str, *, model: str | None = None):
     mlflow = _mlflow()
     client()
     try:
-        return mlflow.sklearn.load_model(uri)
+        # Into a scratch copy: loaded in place, MLflow writes `registered_model_meta` into the
+        # store's own folder, and a read-only model store could not serve scoring.
+        with tempfile.TemporaryDirectory(dir=settings.scratch_dir()) as scratch:
+            return mlflow.sklearn.load_model(uri, dst_path=scratch)
     except MlflowException as exc:
         error = classify(exc, f"loading {uri}")
         if isinstance(error, PermanentError):
@@ -234,9 +251,13 @@ def _artifact_error(uri: str, exc: Exception, model: str | None) -> ModelArtifac
 
 @_classified("MLflow artifact")
 def load_frame(run_id: str, path: str) -> pd.DataFrame:
+    """A frame a training run logged (its holdout, its validation split), with today's names
+    for loopline's own columns (a run from before they were marked is upgraded)."""
     mlflow = _mlflow()
     client()
-    return pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path))
+    with _artifact_of(run_id, path):
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path)
+        return columns.upgrade(pd.read_parquet(local))
 
 
 def log_frame(frame: pd.DataFrame, path: str) -> None:
@@ -248,10 +269,36 @@ def log_frame(frame: pd.DataFrame, path: str) -> None:
         _mlflow().log_artifact(local, artifact_path=folder or None)
 
 
-@_classified("MLflow artifact")
+@contextmanager
+def _artifact_of(run_id: str, path: str) -> Iterator[None]:
+    """A run's artifact that is gone or damaged (its files deleted by hand, a store that lost
+    them) is a permanent error naming the run and the artifact, not MLflow's ``No such
+    artifact: ''``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        error = classify(exc, f"artifact {path} of run {run_id}")
+        if not isinstance(error, PermanentError):
+            raise error from exc
+        raise _missing_artifact(run_id, path, exc) from exc
+    except (OSError, ValueError) as exc:
+        raise _missing_artifact(run_id, path, exc) from exc
+
+
+def _missing_artifact(run_id: str, path: str, exc: Exception) -> ModelArtifactError:
+    return ModelArtifactError(
+        f"artifact {path} of MLflow run {run_id} cannot be read: {type(exc).__name__}: {exc}",
+        hint="its files are missing from the model store (LOOPLINE_MLFLOW_ARTIFACTS): restore "
+        "them, or roll back to a version whose files are there (`loopline rollback <model>`)",
+    )
+
+
 def load_dict(run_id: str, path: str) -> dict:
     client()
-    return _mlflow().artifacts.load_dict(f"runs:/{run_id}/{path}")
+    with _artifact_of(run_id, path):
+        return _mlflow().artifacts.load_dict(f"runs:/{run_id}/{path}")
 
 
 @_classified("MLflow artifact")
@@ -282,9 +329,23 @@ def champion_version(name: str):
     return alias_version(name, CHAMPION)
 
 
-@_classified("MLflow model version")
 def model_version(name: str, version: int | str):
-    return client().get_model_version(name, str(version))
+    """A registered version; one that does not exist is a permanent error naming the versions
+    there are (not MLflow's raw ``RESOURCE_DOES_NOT_EXIST``)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client().get_model_version(name, str(version))
+    except MlflowException as exc:
+        if str(getattr(exc, "error_code", "")) != "RESOURCE_DOES_NOT_EXIST":
+            raise classify(exc, f"MLflow model version {version} of {name}") from exc
+    known = [int(v.version) for v in versions(name)]
+    shown = f"v{min(known)}..v{max(known)}" if known else "none yet"
+    raise PermanentError(
+        f"there is no version {version} (versions: {shown})",
+        model=name,
+        hint="`loopline history <model>` lists the versions and what happened to them",
+    )
 
 
 @_classified("MLflow model versions")

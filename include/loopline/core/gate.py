@@ -95,6 +95,30 @@ def _slices(spec: ModelSpec, metric: str, candidate: dict, champion: dict) -> tu
     return ok, reasons
 
 
+def choose(spec: ModelSpec, results: dict[str, dict[str, float]], windows: dict[str, str]):
+    """The candidate a training registers: the best on the shared holdout by the primary metric
+    (a tie goes to the one listed first). Returns ``(name, reasons)`` with a line per candidate:
+    its window, its holdout metric, and why it won or lost."""
+    metric = spec.primary_metric
+    valid = {n: r[metric] for n, r in results.items() if r.get(metric, math.nan) == r.get(metric)}
+    if not valid:
+        name = next(iter(results))
+        return name, [f"no candidate has a defined {metric} on the holdout: {name} kept"]
+    best = max(valid, key=lambda n: (gain(metric, valid[n], 0.0), -list(results).index(n)))
+    reasons = []
+    for name in results:
+        value = results[name].get(metric, math.nan)
+        head = f"candidate {windows[name]}: {metric} {value:.4f} on the holdout"
+        if name == best:
+            reasons.append(f"{head}: chosen (best of {len(results)})")
+        elif name in valid:
+            behind = gain(metric, valid[best], value)
+            reasons.append(f"{head}: lost to {best} by {behind:.4f}")
+        else:
+            reasons.append(f"{head}: undefined, not chosen")
+    return best, reasons
+
+
 def decide(
     spec: ModelSpec,
     candidate: dict[str, float],

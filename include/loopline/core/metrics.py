@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from loopline.core.columns import LABEL
 from loopline.core.spec import ModelSpec
 
 # Whether a larger value of the metric is better; the gate compares in this direction.
@@ -81,7 +82,7 @@ def metrics(spec: ModelSpec, y, score) -> dict[str, float]:
 
 
 def slice_metrics(
-    spec: ModelSpec, frame: pd.DataFrame, score: np.ndarray, label: str = "label"
+    spec: ModelSpec, frame: pd.DataFrame, score: np.ndarray, label: str = LABEL
 ) -> dict:
     """``{column: {value: {metric: x, ..., "n": rows}}}`` for the spec's slice columns; slices
     under ``MIN_SLICE_ROWS`` rows are left out (too few to judge)."""
@@ -115,7 +116,7 @@ def flat(prefix: str, values: dict[str, float]) -> dict[str, float]:
 ISOTONIC_MIN_ROWS = 1000
 
 
-def calibrate(model, frame: pd.DataFrame, columns: list[str], label: str = "label"):
+def calibrate(model, frame: pd.DataFrame, columns: list[str], label: str = LABEL):
     """Recalibrate a fitted classifier on held-apart data (the validation split): isotonic with
     enough rows, else Platt's sigmoid (isotonic overfits small sets)."""
     method = "isotonic" if len(frame) >= ISOTONIC_MIN_ROWS else "sigmoid"
@@ -153,6 +154,31 @@ def auc_standard_error(auc: float, labels) -> float:
         auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)
     ) / (positives * negatives)
     return float(np.sqrt(max(variance, 0.0)))
+
+
+def standard_error(spec: ModelSpec, metric: str, y, score, draws: int = 200) -> float:
+    """How much a metric measured on these rows would move from sampling alone: Hanley & McNeil
+    for ROC-AUC, the delta method for RMSE and the per-row losses, a seeded bootstrap else."""
+    y, score = np.asarray(y, dtype=float), np.asarray(score, dtype=float)
+    if len(y) < 2:
+        return float("inf")
+    if metric == "roc_auc":
+        return auc_standard_error(metrics(spec, y, score)[metric], y)
+    if metric == "rmse":
+        squared = (score - y) ** 2
+        rmse = float(np.sqrt(squared.mean()))
+        return float(squared.std(ddof=1) / np.sqrt(len(y)) / max(2 * rmse, 1e-12))
+    losses = row_losses(spec, metric, y, score)
+    if losses is not None:
+        return float(losses.std(ddof=1) / np.sqrt(len(y)))
+    rng = np.random.default_rng(0)
+    found = []
+    for _ in range(draws):
+        rows = rng.integers(0, len(y), len(y))
+        value = metrics(spec, y[rows], score[rows])[metric]
+        if value == value:
+            found.append(value)
+    return float(np.std(found, ddof=1)) if len(found) > 1 else float("inf")
 
 
 def gain(metric: str, new: float, old: float) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -29,10 +30,6 @@ from loopline.core.errors import SpecError
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 HOOK_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 HOOK_POINTS = ("after_ingest", "after_validate", "after_predict")
-# Column names the lake and the training set use for their own columns.
-RESERVED_COLUMNS = frozenset(
-    {"entity_id", "event_ts", "partition_date", "label", "_source_file", "_row_number", "_run_id"}
-)
 CLASSIFICATION_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 DEFAULT_PRIMARY = {"binary_classification": "roc_auc", "regression": "rmse"}
@@ -44,14 +41,15 @@ class _Strict(BaseModel):
 
 
 def _column_name(name: str) -> str:
-    """Any name a file can carry, except empty names, control characters and reserved names."""
+    """Any name a file can carry (``entity_id``, ``label``, ``_run_id`` too: loopline's own
+    columns cannot collide, see ``loopline.core.columns``), except empty names, names with
+    leading or trailing spaces, and control characters. Names compare in Unicode NFC, the form
+    most files write: a spec typed in another form still matches the file."""
     if not name or name != name.strip():
         raise ValueError(f"column name {name!r} is empty or has leading/trailing spaces")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
         raise ValueError(f"column name {name!r} holds a control character")
-    if name in RESERVED_COLUMNS:
-        raise ValueError(f"column name '{name}' is reserved by loopline")
-    return name
+    return unicodedata.normalize("NFC", name)
 
 
 ColumnName = Annotated[str, AfterValidator(_column_name)]
@@ -148,6 +146,9 @@ class Metric(_Strict):
     max_calibration_error: float = Field(0.05, gt=0, le=1)
     # Classification: predicted_label = score >= decision_threshold.
     decision_threshold: float = Field(0.5, gt=0, lt=1)
+    # A service level for the realized primary metric (a floor for ROC-AUC, a ceiling for
+    # RMSE): a served model that falls beyond it asks for a retraining. null: no SLO.
+    slo: float | None = None
 
 
 class Gate(_Strict):
@@ -218,6 +219,46 @@ class Shadow(_Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1)
 
 
+CANDIDATES = ("window", "recent", "post_change")
+
+
+class Retraining(_Strict):
+    """How the loop learns after a known change (docs/models.md, "After a change"): the day the
+    world changed travels with the trigger; the training then builds a candidate per window
+    below on what it has, holds out the newest days after the change, and lets the gate choose
+    among the candidates and the champion on them. While realized performance stays below the
+    level before the change, follow-up retrainings run as post-change labels arrive, without
+    waiting for the cool-down, at most ``max_follow_ups`` per change."""
+
+    # window: the usual sliding window; recent: the same rows with the post-change rows weighted
+    # to ``recent_weight_share`` of the total; post_change: the post-change rows only, once the
+    # training part holds ``min_post_change_rows``.
+    candidates: list[Literal["window", "recent", "post_change"]] = list(CANDIDATES)
+    recent_weight_share: float = Field(0.5, gt=0, lt=1)
+    min_post_change_rows: int = Field(500, ge=1)
+    # The newest share of the post-change labelled days is held out (at least one day, and the
+    # newest half of the rows while there is only one; at most training.holdout_days days).
+    holdout_share: float = Field(1 / 3, gt=0, lt=1)
+    # Follow-ups: while performance stays below the level before the change, every
+    # ``follow_up_rows`` new post-change labelled rows; once it is back, while the change hurt
+    # it and the post-change labelled rows have grown ``growth``-fold since the last retraining.
+    follow_up_rows: int = Field(1000, ge=1)
+    growth: float = Field(2.0, gt=1)
+    max_follow_ups: int = Field(3, ge=0)
+    # The live level to get back to: realized performance over this many labelled days before
+    # the change (before the monitored window when no change is known).
+    reference_days: int = Field(14, ge=1)
+
+    @field_validator("candidates")
+    @classmethod
+    def _some_candidates(cls, names: list[str]) -> list[str]:
+        if "window" not in names:
+            raise ValueError("candidates must include 'window' (the usual sliding window)")
+        if len(set(names)) != len(names):
+            raise ValueError(f"candidates repeat: {names}")
+        return names
+
+
 NOTIFY_EVENTS = ("drift", "retrain_triggered", "gate_rejected", "rollback", "task_failure")
 
 
@@ -272,6 +313,7 @@ class ModelSpec(_Strict):
     gate: Gate | None = None
     drift: Drift = Drift()
     labels: Labels = Labels()
+    retraining: Retraining = Retraining()
     shadow: Shadow = Shadow()
     notify: Notify = Notify()
     hooks: Hooks = Hooks()

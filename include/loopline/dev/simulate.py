@@ -1,4 +1,4 @@
-"""A seedable data source for the default model, customer churn.
+"""A seedable data source for the default model, customer churn, and its regression twin.
 
 Upstream systems drop one snapshot file per day into the landing zone
 (``<landing>/churn/date=YYYY-MM-DD/part-000.parquet``); the labels for a day arrive
@@ -6,6 +6,11 @@ Upstream systems drop one snapshot file per day into the landing zone
 Scenarios bend the data from a start day on, so that every later stage of the loop has
 something real to detect. Same seed, same bytes: each day draws from its own generator
 seeded by (seed, day index), so a day's file does not depend on which other days were written.
+
+The same subscribers also carry a regression target, ``spend`` (what a subscriber spends in
+the next 30 days, model ``spend``): a concept drift there is an abrupt repricing, so the loop's
+learning can be measured on a regression too. :func:`expected_target` gives the truth a model
+could at best learn (the churn probability, the mean spend) for the ceiling of a benchmark.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ SCENARIOS: tuple[str, ...] = ScenarioKind.__args__  # type: ignore[attr-defined]
 
 MODEL = "churn"
 ENTITY, TIMESTAMP, TARGET = "customer_id", "snapshot_ts", "churned"
+# The regression twin: the same subscribers, their spend over the next 30 days.
+SPEND_MODEL, SPEND_TARGET = "spend", "spend_30d"
+TARGETS = {MODEL: TARGET, SPEND_MODEL: SPEND_TARGET}
 POPULATION = 200_000
 CATEGORIES = {
     "plan": (["basic", "plus", "premium", "family"], [0.45, 0.25, 0.15, 0.15]),
@@ -69,6 +77,25 @@ SHORT_WINDOWS = {
         "min_new_labels": 300,
     },
 }
+# What the regression twin changes in churn's spec: its target, and a gate and tolerance in
+# the units of its error (euros of spend; the noise alone is an RMSE of about 12).
+SPEND_SPEC = {
+    "name": SPEND_MODEL,
+    "description": "Spend of a subscriber over the next 30 days (a regression).",
+    "target": {"column": SPEND_TARGET, "task": "regression"},
+    "slices": ["plan"],
+    "metric": {"primary": "rmse"},
+    "gate": {"min_lift_over_baseline": 5.0, "champion_margin": 0.5, "slice_tolerance": 5.0},
+}
+
+
+def twin_spec(churn: dict) -> dict:
+    """The regression twin's spec from churn's (same features and windows, its own target)."""
+    spec = {**churn, **SPEND_SPEC}
+    spec["labels"] = {**churn.get("labels", {}), "performance_tolerance": 3.0}
+    return spec
+
+
 # Columns the schema-break scenario renames (upstream refactor).
 RENAMED = {"tenure_months": "tenure"}
 
@@ -141,10 +168,33 @@ def generate_day(
     scenarios: Sequence[Scenario] = (),
     ids: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
+    model: str = MODEL,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """One day's snapshot (features, id, timestamp) and its labels, before any corruption.
     Customers are drawn from a population of 200,000 (``ids`` and ``rng`` given: a chunk of a
-    bigger day, see :func:`generate_chunks`)."""
+    bigger day, see :func:`generate_chunks`). ``model``: ``churn`` (binary) or ``spend``."""
+    frame, label, _ = _generate(day, day_index, rows, seed, scenarios, ids, rng, model)
+    return frame, label
+
+
+def expected_target(
+    day: dt.date,
+    day_index: int,
+    *,
+    rows: int,
+    seed: int,
+    scenarios: Sequence[Scenario] = (),
+    model: str = MODEL,
+) -> pd.DataFrame:
+    """The truth behind a day of up to 200,000 rows: per entity id its label and what the label
+    was drawn from (the churn probability, or the mean spend), for the best any model can do."""
+    frame, label, expected = _generate(day, day_index, rows, seed, scenarios, None, None, model)
+    return pd.DataFrame({"entity_id": frame[ENTITY], "label": label, "expected": expected})
+
+
+def _generate(day, day_index, rows, seed, scenarios, ids, rng, model):
+    if model not in TARGETS:
+        raise ValueError(f"unknown simulated model '{model}' (one of {sorted(TARGETS)})")
     rng = rng if rng is not None else np.random.default_rng([seed, day_index])
     if ids is None:
         ids = rng.choice(POPULATION, size=rows, replace=False)
@@ -179,15 +229,20 @@ def generate_day(
             column = frame[name]
             frame[name] = (column + scenario.strength * column.std()).round(2)
 
-    label = _draw_labels(frame, rng, day_index, scenarios)
+    if model == MODEL:
+        expected = churn_probability(frame, day_index, scenarios)
+        label = pd.Series((rng.uniform(size=n) < expected).astype(int), name=TARGET)
+    else:
+        expected = mean_spend(frame, day_index, scenarios)
+        label = pd.Series((expected + rng.normal(0, 12, n)).round(2), name=SPEND_TARGET)
     for name, share in MISSING.items():
         frame.loc[rng.uniform(size=n) < share, name] = None
-    return frame, label
+    return frame, label, np.asarray(expected, dtype=float)
 
 
-def _draw_labels(
-    frame: pd.DataFrame, rng: np.random.Generator, day_index: int, scenarios: Sequence[Scenario]
-) -> pd.Series:
+def churn_probability(
+    frame: pd.DataFrame, day_index: int, scenarios: Sequence[Scenario]
+) -> np.ndarray:
     """Churn within 30 days, from a logistic model of the features (a few % positives)."""
     logit = -5.6 + 1.6 * (
         0.9 * (frame["contract_type"] == "monthly")
@@ -208,29 +263,62 @@ def _draw_labels(
         s = scenario.strength
         logit = logit + s * (0.04 * (frame["data_usage_gb"] - 24) + 0.03 * frame["tenure_months"])
         logit = logit - s * 0.35 * frame["support_calls_30d"]
-    prob = 1.0 / (1.0 + np.exp(-logit))
-    return pd.Series((rng.uniform(size=len(frame)) < prob).astype(int), name=TARGET)
+    return (1.0 / (1.0 + np.exp(-logit))).to_numpy()
+
+
+def mean_spend(frame: pd.DataFrame, day_index: int, scenarios: Sequence[Scenario]) -> np.ndarray:
+    """Expected spend over the next 30 days: the plan's charges, data and devices, less the
+    discount. A concept drift is a repricing: data is billed by the gigabyte and monthly
+    contracts pay a surcharge, which multiplies most subscribers' spend."""
+    monthly = frame["monthly_charges"]
+    spend = (
+        monthly * (1 - frame["discount_pct"] / 100)
+        + 0.8 * frame["data_usage_gb"]
+        + 6.0 * frame["num_devices"]
+        + 15.0 * (frame["plan"] == "family")
+    )
+    for scenario in _active(scenarios, "prior_shift", day_index):
+        spend = spend + 40.0 * scenario.strength
+    for scenario in _active(scenarios, "concept_drift", day_index):
+        s = scenario.strength
+        spend = spend + s * (
+            8.0 * frame["data_usage_gb"] + 3.0 * monthly * (frame["contract_type"] == "monthly")
+        )
+    return spend.round(2).to_numpy()
 
 
 CHUNK_ROWS = 500_000
 
 
 def generate_chunks(
-    day: dt.date, day_index: int, *, rows: int, seed: int, scenarios: Sequence[Scenario] = ()
+    day: dt.date,
+    day_index: int,
+    *,
+    rows: int,
+    seed: int,
+    scenarios: Sequence[Scenario] = (),
+    model: str = MODEL,
 ):
     """A day as ``(frame, labels)`` chunks. Up to 200,000 rows it is one chunk, exactly
     :func:`generate_day`; a bigger day (any size) is cut into chunks of 500,000 rows, each from
     its own seeded generator, its customers a permutation of ``rows`` ids (unique in the day),
     so memory is bounded by the chunk."""
     if rows <= POPULATION:
-        yield generate_day(day, day_index, rows=rows, seed=seed, scenarios=scenarios)
+        yield generate_day(day, day_index, rows=rows, seed=seed, scenarios=scenarios, model=model)
         return
     everyone = np.random.default_rng([seed, day_index, 2]).permutation(rows)
     for chunk, start in enumerate(range(0, rows, CHUNK_ROWS)):
         ids = everyone[start : start + CHUNK_ROWS]
         rng = np.random.default_rng([seed, day_index, 3, chunk])
         frame, label = generate_day(
-            day, day_index, rows=len(ids), seed=seed, scenarios=scenarios, ids=ids, rng=rng
+            day,
+            day_index,
+            rows=len(ids),
+            seed=seed,
+            scenarios=scenarios,
+            ids=ids,
+            rng=rng,
+            model=model,
         )
         frame[TIMESTAMP] = frame[TIMESTAMP].sort_values().to_numpy()
         yield frame, label
@@ -313,34 +401,38 @@ def simulate(
     scenarios: Sequence[Scenario] = (),
     label_delay_days: int = 7,
     file_format: Literal["parquet", "csv"] = "parquet",
+    model: str = MODEL,
 ) -> list[DayFile]:
     """Write ``days`` daily snapshot files and their late labels; return what was written.
     Days of up to 200,000 rows are written whole (same seed, same bytes); bigger days chunk by
-    chunk, in bounded memory."""
+    chunk, in bounded memory. ``model``: ``churn`` or its regression twin ``spend``."""
+    target = TARGETS.get(model)
+    if target is None:
+        raise ValueError(f"unknown simulated model '{model}' (one of {sorted(TARGETS)})")
     written = []
     for index in range(days):
         day = start + dt.timedelta(days=index)
         name = f"part-000.{file_format}"
         out = DayFile(
             date=day,
-            path=storage.join(landing, MODEL, f"date={day.isoformat()}", name),
+            path=storage.join(landing, model, f"date={day.isoformat()}", name),
             rows=rows_per_day,
         )
         rng = np.random.default_rng([seed, index, 1])
         arrival = day + dt.timedelta(days=label_delay_days)
         labels_path = storage.join(
-            labels, MODEL, f"date={arrival.isoformat()}", f"labels-{day}.{file_format}"
+            labels, model, f"date={arrival.isoformat()}", f"labels-{day}.{file_format}"
         )
         whole = rows_per_day <= POPULATION
         day_file = None if whole else _DayWriter(out.path, file_format)
         label_file = None if whole else _DayWriter(labels_path, file_format)
         for frame, label in generate_chunks(
-            day, index, rows=rows_per_day, seed=seed, scenarios=scenarios
+            day, index, rows=rows_per_day, seed=seed, scenarios=scenarios, model=model
         ):
             labels_frame = pd.DataFrame(
-                {ENTITY: frame[ENTITY], "partition_date": day.isoformat(), TARGET: label}
+                {ENTITY: frame[ENTITY], "partition_date": day.isoformat(), target: label}
             )
-            out.positives += int(label.sum())
+            out.positives += int(label.sum()) if model == MODEL else 0
             for scenario in _active(scenarios, "bad_rows", index):
                 frame, corrupted = corrupt(frame, rng, scenario.strength)
                 out.corrupted.update(corrupted)

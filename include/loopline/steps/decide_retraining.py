@@ -1,15 +1,25 @@
 """Decide a retraining: gather what the rules need (recent drift verdicts, the last trigger,
-new labels since the champion's window), apply them, and record the decision, triggered or
-suppressed, with its reason in ``warehouse.retrain_decisions``. Days are data days (the
-partition), never the wall clock, so a backfill decides exactly as the live run did."""
+new labels since the champion's window, the evidence of when the world changed, the change being
+learned and the labels that arrived since its last retraining), apply them, and record the
+decision, triggered or suppressed, with its reason and change day in
+``warehouse.retrain_decisions``. Days are data days (the partition), never the wall clock, so a
+backfill decides exactly as the live run did."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from loopline.adapters import model_store, warehouse
-from loopline.core.retraining import RetrainDecision, TrainingRuns, decide
+from loopline.core.retraining import (
+    Change,
+    Learning,
+    RetrainDecision,
+    TrainingRuns,
+    decide,
+    run_start,
+)
 from loopline.core.spec import ModelSpec
+from loopline.steps.labels import level_before, open_change_of
 
 
 def new_labelled_rows(spec: ModelSpec, day: dt.date) -> int:
@@ -20,6 +30,55 @@ def new_labelled_rows(spec: ModelSpec, day: dt.date) -> int:
     window_end = model_store.run_tags(champion.run_id).get("window_end")
     since = dt.date.fromisoformat(window_end) if window_end else dt.date.min
     return warehouse.count_labels_after(spec.name, since, day)
+
+
+def change_of(spec: ModelSpec, source: str, day: dt.date, signal: dict) -> Change | None:
+    """When the world changed, by the signal's own evidence: the first day of the run of drift
+    verdicts, or the first labelled day below the live level (the performance signal's)."""
+    if source == "drift":
+        verdicts = warehouse.drift_verdicts(spec.name, day, spec.training.window_days)
+        first = run_start(verdicts)
+        return Change(first, "drift", "first day of the run of drift verdicts") if first else None
+    found = signal.get("change_date")
+    if not found:
+        return None
+    first = dt.date.fromisoformat(str(found))
+    return Change(first, "performance", "first labelled day below the live level")
+
+
+def learning_state(spec: ModelSpec, day: dt.date, source: str, signal: dict) -> Learning:
+    """The change being learned, the post-change labelled rows newer than its last retraining's
+    data, and whether realized performance is still below the level before it."""
+    open_change = open_change_of(spec, day)
+    if open_change is None:
+        return Learning()
+    first, until = open_change.first_day, open_change.labelled_until
+    before_first = first - dt.timedelta(days=1)
+    if source == "performance":
+        below, text = bool(signal.get("below_before")), str(signal.get("below_text", ""))
+    else:
+        below, text = _latest_below(spec, day)
+    since = warehouse.performance(spec.name, first, day)
+    return Learning(
+        open_change,
+        new_post_change_rows=warehouse.count_labels_after(spec.name, until, day),
+        below_before=below,
+        below_text=text,
+        hurt=bool(since["degraded"].any()),
+        post_change_rows_used=warehouse.count_labels_after(spec.name, before_first, until),
+        post_change_rows_now=warehouse.count_labels_after(spec.name, before_first, day),
+    )
+
+
+def _latest_below(spec: ModelSpec, day: dt.date) -> tuple[bool, str]:
+    """For a drift signal: whether the newest scored day with labels was below the live level."""
+    start = day - dt.timedelta(days=spec.training.window_days)
+    found = warehouse.performance(spec.name, start, day).dropna(subset=["value"])
+    if found.empty:
+        return False, "no labelled day yet"
+    last = found.iloc[-1]
+    live = level_before(spec, last.partition_date)
+    return bool(last.degraded), f"realized {last.value:.4f} on {last.partition_date} vs {live.text}"
 
 
 def decide_and_record(
@@ -33,7 +92,12 @@ def decide_and_record(
     training_runs: TrainingRuns,
     dag_run_id: str | None,
     train_run_id: str | None = None,
+    evidence: dict | None = None,
 ) -> RetrainDecision:
+    """``evidence``: the upstream signal's result (its change day and, for performance, whether
+    it is below the level before the change)."""
+    evidence = evidence or {}
+    change = change_of(spec, source, day, evidence) if signal else None
     decision = decide(
         spec.drift,
         source=source,
@@ -43,6 +107,10 @@ def decide_and_record(
         days_since_trigger=warehouse.days_since_last_trigger(spec.name, day),
         training_runs=training_runs,
         new_labels=new_labelled_rows(spec, day) if signal else 0,
+        change=change,
+        learning=learning_state(spec, day, source, evidence),
+        policy=spec.retraining,
+        trainable_until=day + dt.timedelta(days=1 - spec.labels.delay_days),
     )
     warehouse.record_retrain_decision(
         {
@@ -54,6 +122,8 @@ def decide_and_record(
             "report_id": report_id,
             "train_run_id": train_run_id if decision.triggered else None,
             "dag_run_id": dag_run_id,
+            "change_date": decision.change_date,
+            "follow_up": decision.follow_up,
         }
     )
     return decision

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 from loopline.adapters import model_store, reports
 from loopline.core import model_card
+from loopline.core.columns import LABEL
 from loopline.core.drift import NumericSketch, Profile
 from loopline.core.features import input_columns
 from loopline.core.metrics import (
@@ -19,7 +20,7 @@ from loopline.core.metrics import (
     small_slices,
 )
 from loopline.core.spec import ModelSpec
-from loopline.core.training import LABEL, score
+from loopline.core.training import score
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,15 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
 from loopline.adapters import landing, model_store, settings, storage, warehouse
 from loopline.core.errors import LabelFileError
-from loopline.core.metrics import auc_standard_error, gain, metrics
+from loopline.core.metrics import gain, metrics, standard_error
+from loopline.core.retraining import OpenChange, run_start
 from loopline.core.spec import ModelSpec
 from loopline.steps.ingest import day_folder
 
@@ -101,7 +103,15 @@ def ingest_labels(
     loaded = 0
     where = {"model": spec.name, "day": arrival}
     folder = day_folder(root or settings.labels_root(), spec.name, arrival)
+    root = root or settings.labels_root()
     for i, data_file in enumerate(storage.list_files(folder)):
+        if storage.outside(data_file.path, root) is not None:
+            raise LabelFileError(
+                f"is a symbolic link to a file outside the labels folder {root}: not read",
+                file=data_file.path,
+                hint="copy the file into the labels folder (links may point inside it only)",
+                **where,
+            )
         file = landing.inspect(data_file, i, where)
         needed = [spec.entity_id.column, "partition_date", spec.target.column]
         missing = [c for c in needed if c not in file.columns]
@@ -132,21 +142,94 @@ def sync_labels(spec: ModelSpec, until: dt.date, *, run_id: str) -> int:
     return sum(ingest_labels(spec, day, run_id=run_id) for day in arrival_days(spec, until))
 
 
+@dataclass(frozen=True)
+class Level:
+    """A realized level with its standard error, and where it comes from."""
+
+    value: float | None
+    se: float
+    text: str
+
+
+def live_level(spec: ModelSpec, before: dt.date) -> Level:
+    """The level to get back to: the realized primary metric of the predictions served on the
+    ``retraining.reference_days`` days before ``before`` (pooled, whichever version served
+    them), with its standard error (a few days' level is noisy too: the comparison counts it)."""
+    start = before - dt.timedelta(days=spec.retraining.reference_days)
+    found = _pooled(spec, start, before - dt.timedelta(days=1))
+    if len(found) < spec.drift.min_rows:
+        return Level(None, 0.0, f"no live level before {before} ({len(found)} labelled rows)")
+    labels, scores = found["label"].to_numpy(), found["score"].to_numpy()
+    primary = spec.primary_metric
+    value = metrics(spec, labels, scores)[primary]
+    se = standard_error(spec, primary, labels, scores)
+    days = found["partition_date"].nunique()
+    return Level(value, se, f"{value:.4f} live over {days} day(s) before {before}")
+
+
+def level_before(spec: ModelSpec, day: dt.date) -> Level:
+    """The live level ``day`` is judged against: before the open change (if ``day`` follows
+    it), else before the monitored window that ends on ``day``."""
+    open_change = open_change_of(spec, day)
+    if open_change is not None and day >= open_change.first_day:
+        return live_level(spec, open_change.first_day)
+    return live_level(spec, day - dt.timedelta(days=spec.drift.window_days - 1))
+
+
+def open_change_of(spec: ModelSpec, day: dt.date) -> OpenChange | None:
+    """The change the loop is learning: one a retraining was triggered for within the training
+    window before ``day`` (after that the sliding window holds only what came after it)."""
+    found = warehouse.open_change(
+        spec.name, day, day - dt.timedelta(days=spec.training.window_days)
+    )
+    if found is None:
+        return None
+    labelled_until = found["last_trigger"] + dt.timedelta(days=1 - spec.labels.delay_days)
+    return OpenChange(
+        found["first_day"], found["retrainings"], found["last_trigger"], labelled_until
+    )
+
+
+def _degraded(spec: ModelSpec, value, labels, scores, references: dict) -> list[str]:
+    """Which references (a :class:`Level`, or a fixed number: a holdout value, the SLO) the
+    realized value is clearly below, beyond the tolerance plus two standard errors of the
+    difference (the value's, and a live level's own), as reasons; an SLO counts without the
+    tolerance."""
+    primary, tolerance = spec.primary_metric, spec.labels.performance_tolerance
+    if value != value:
+        return []
+    own = standard_error(spec, primary, labels, scores)
+    below = []
+    for name, reference in references.items():
+        level = reference if isinstance(reference, Level) else Level(reference, 0.0, "")
+        if level.value is None or level.value != level.value:
+            continue
+        margin = 2 * float(np.hypot(own, level.se))
+        allowed = 0.0 if name == "slo" else tolerance
+        change = gain(primary, value, level.value)
+        if change + margin < -allowed:
+            below.append(
+                f"{name} {level.value:.4f} (change {change:+.4f}, allowed -{allowed:g} "
+                f"- 2 SE {margin:.4f})"
+            )
+    return below
+
+
 def realized_performance(spec: ModelSpec, scored_day: dt.date) -> pd.DataFrame:
     """Metrics of the predictions made for ``scored_day`` against their labels, per model
-    version, stored in ``warehouse.model_performance`` (replacing that day's rows)."""
+    version, stored in ``warehouse.model_performance`` (replacing that day's rows): each day is
+    compared with the version's holdout, the live level before (the change or the window) and
+    the spec's SLO."""
     joined = warehouse.labelled_predictions(spec.name, scored_day, scored_day)
     primary, rows = spec.primary_metric, []
+    live = level_before(spec, scored_day)
     for version, part in joined.groupby("model_version"):
-        result = metrics(spec, part["label"].to_numpy(), part["score"].to_numpy())
+        labels, scores = part["label"].to_numpy(), part["score"].to_numpy()
+        result = metrics(spec, labels, scores)
         tags = model_store.model_version(spec.name, int(version)).tags
         reference = float(tags[f"holdout_{primary}"]) if f"holdout_{primary}" in tags else None
         value = result.get(primary)
-        degraded = bool(
-            reference is not None
-            and value == value
-            and gain(primary, value, reference) < -spec.labels.performance_tolerance
-        )
+        references = {"holdout": reference, "live": live, "slo": spec.metric.slo}
         rows.append(
             {
                 "model_version": int(version),
@@ -155,46 +238,144 @@ def realized_performance(spec: ModelSpec, scored_day: dt.date) -> pd.DataFrame:
                 "primary_metric": primary,
                 "value": value if value == value else None,
                 "reference": reference,
-                "degraded": degraded,
+                "live_reference": live.value,
+                "degraded": bool(_degraded(spec, value, labels, scores, references)),
             }
         )
     warehouse.replace_performance(spec.name, scored_day, pd.DataFrame(rows))
     return pd.DataFrame(rows)
 
 
-def performance_signal(spec: ModelSpec, day: dt.date) -> dict:
-    """Concept drift: the champion's realized metric over the last ``drift.window_days`` mature
-    days (pooled), against its holdout metric. Too few rows: no signal."""
+@dataclass(frozen=True)
+class PerformanceSignal:
+    """The champion's realized performance over the monitored window, and what it says."""
+
+    signal: bool
+    text: str
+    rows: int = 0
+    value: float | None = None
+    reference: float | None = None
+    live_reference: float | None = None
+    model_version: int | None = None
+    # The first day of the run of labelled days below the live level (when the world changed).
+    change_date: str | None = None
+    # Below the level before the change (or the window), or the SLO: worth learning again.
+    below_before: bool = False
+    below_text: str = ""
+
+    @property
+    def degraded(self) -> bool:
+        return self.signal
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "degraded": self.signal}
+
+
+def change_evidence(spec: ModelSpec, day: dt.date, live: float | None) -> dt.date | None:
+    """The first day of the run of scored days (whichever version served them) that reaches
+    ``day`` with a realized value below the live level by more than half the tolerance (point
+    estimates; one day inside the run may be above), looking back over the training window
+    and, while a change is being learned, to the day before it."""
+    if live is None:
+        return None
+    start = day - dt.timedelta(days=spec.training.window_days)
+    open_change = open_change_of(spec, day)
+    if open_change is not None:  # far enough back to see whether the run reaches the change
+        start = min(start, open_change.first_day - dt.timedelta(days=1))
+    found = warehouse.performance(spec.name, start, day).dropna(subset=["value"])
+    found = found.sort_values("partition_date", ascending=False)
+    half = spec.labels.performance_tolerance / 2
+    flags = [
+        (d, gain(spec.primary_metric, v, live) < -half)
+        for d, v in zip(found["partition_date"], found["value"], strict=True)
+    ]
+    return run_start(flags)
+
+
+def _pooled(spec: ModelSpec, start: dt.date, day: dt.date, version: int | None = None):
+    """Labelled predictions of ``start..day`` (of one version, or as served), at most
+    ``MAX_POOLED_ROWS`` of them (a sample by entity id with the same rate on every day)."""
+    return warehouse.labelled_predictions(spec.name, start, day, version, max_rows=MAX_POOLED_ROWS)
+
+
+MAX_POOLED_ROWS = 500_000
+
+
+def performance_signal(spec: ModelSpec, day: dt.date) -> PerformanceSignal:
+    """Concept drift, judged never against the champion's own holdout alone.
+
+    * The signal: the served predictions (whichever version served them) pooled over the last
+      ``drift.window_days`` mature days, or since the run of days below the live level began if
+      longer, are clearly below the live level the served models reached before (the change,
+      or the window) or the spec's SLO; or the champion's over the window are clearly below its
+      own holdout. "Clearly": beyond ``labels.performance_tolerance`` plus two standard errors.
+    * ``below_before`` (whether a follow-up may learn more): the champion's own live record
+      over the training window is clearly below the level before, or the SLO.
+    Too few rows: no signal."""
     champion = model_store.champion_version(spec.name)
     if champion is None:
-        return {"signal": False, "degraded": False, "text": "no champion"}
+        return PerformanceSignal(False, "no champion")
+    primary, version = spec.primary_metric, int(champion.version)
+    live = level_before(spec, day)
+    evidence = change_evidence(spec, day, live.value)
     start = day - dt.timedelta(days=spec.drift.window_days - 1)
-    joined = warehouse.labelled_predictions(spec.name, start, day, int(champion.version))
-    primary = spec.primary_metric
-    reference = float(champion.tags.get(f"holdout_{primary}", "nan"))
-    if len(joined) < spec.drift.min_rows:
-        return {
-            "signal": False,
-            "degraded": False,
-            "rows": len(joined),
-            "text": f"{len(joined)} labelled predictions of v{champion.version}, fewer than "
+    if evidence is not None and evidence < start:
+        start = evidence
+        if open_change_of(spec, day) is None:  # the level from before the run, not inside it
+            live = live_level(spec, start)
+    served = _pooled(spec, start, day)
+    if len(served) < spec.drift.min_rows:
+        return PerformanceSignal(
+            False,
+            f"{len(served)} labelled predictions over {start}..{day}, fewer than "
             f"{spec.drift.min_rows} (drift.min_rows)",
-        }
-    labels = joined["label"].to_numpy()
-    value = metrics(spec, labels, joined["score"].to_numpy())[primary]
-    change = gain(primary, value, reference)
-    # Rare positives make a day's AUC noisy: the drop must exceed the tolerance by two standard
-    # errors (Hanley & McNeil), so sampling noise alone does not trigger a retraining.
-    margin = 2 * auc_standard_error(value, labels) if primary == "roc_auc" else 0.0
-    degraded = bool(value == value and change + margin < -spec.labels.performance_tolerance)
-    return {
-        "signal": degraded,
-        "degraded": degraded,
-        "rows": len(joined),
-        "value": value,
-        "reference": reference,
-        "model_version": int(champion.version),
-        "text": f"realized {primary} of v{champion.version} over {start}..{day} is {value:.4f} "
-        f"vs {reference:.4f} on its holdout (change {change:+.4f}, tolerance "
-        f"{spec.labels.performance_tolerance})",
-    }
+            rows=len(served),
+            model_version=version,
+        )
+    labels, scores = served["label"].to_numpy(), served["score"].to_numpy()
+    value = metrics(spec, labels, scores)[primary]
+    references = {"the live level": live, "slo": spec.metric.slo}
+    below = _degraded(spec, value, labels, scores, references)
+    holdout = float(champion.tags.get(f"holdout_{primary}", "nan"))
+    window = day - dt.timedelta(days=spec.drift.window_days - 1)
+    mine = served[(served["model_version"] == version) & (served["partition_date"] >= window)]
+    if len(mine) >= spec.drift.min_rows:
+        own = mine["label"].to_numpy(), mine["score"].to_numpy()
+        own_value = metrics(spec, *own)[primary]
+        below += _degraded(spec, own_value, *own, {f"v{version}'s holdout": holdout})
+    text = (
+        f"realized {primary} as served over {start}..{day} is {value:.4f}; v{version}'s "
+        f"holdout {holdout:.4f}; {live.text}; SLO {spec.metric.slo}; tolerance "
+        f"{spec.labels.performance_tolerance}: "
+        + ("below " + "; ".join(below) if below else "not clearly below any")
+    )
+    behind, behind_text = champion_below_before(spec, day, version, live)
+    return PerformanceSignal(
+        bool(below),
+        text,
+        rows=len(served),
+        value=value,
+        reference=holdout,
+        live_reference=live.value,
+        model_version=version,
+        change_date=evidence.isoformat() if below and evidence is not None else None,
+        below_before=behind,
+        below_text=behind_text,
+    )
+
+
+def champion_below_before(
+    spec: ModelSpec, day: dt.date, version: int, live: Level
+) -> tuple[bool, str]:
+    """Whether the champion's own live record (its labelled predictions over the training
+    window) is clearly below the live level before, or the SLO."""
+    since = day - dt.timedelta(days=spec.training.window_days - 1)
+    mine = _pooled(spec, since, day, version)
+    if len(mine) < spec.drift.min_rows:
+        return False, f"v{version} has {len(mine)} labelled predictions, too few to judge"
+    labels, scores = mine["label"].to_numpy(), mine["score"].to_numpy()
+    value = metrics(spec, labels, scores)[spec.primary_metric]
+    below = _degraded(spec, value, labels, scores, {"live": live, "slo": spec.metric.slo})
+    days = mine["partition_date"].nunique()
+    verdict = "below" if below else "not clearly below"
+    return bool(below), f"v{version} realized {value:.4f} over {days} day(s), {verdict} {live.text}"

@@ -7,11 +7,13 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
-from loopline.adapters import model_store, warehouse
+from loopline.adapters import model_store
 from loopline.core import gate, model_card
+from loopline.core.columns import LABEL
 from loopline.core.metrics import ece_noise, metrics, paired_noise, slice_metrics
 from loopline.core.spec import ModelSpec
-from loopline.core.training import LABEL, score
+from loopline.core.training import score
+from loopline.steps import aliases
 from loopline.steps.evaluate import save_card
 
 log = logging.getLogger(__name__)
@@ -44,9 +46,17 @@ def run_gate(spec: ModelSpec, version: int, *, dag_run_id: str | None = None) ->
         "baseline": score(spec, load(f"runs:/{run_id}/{model_store.BASELINE}"), holdout),
     }
     current = model_store.champion_version(spec.name)
+    unjudged = None
     if current is not None and int(current.version) != int(version):
         champion = load(f"models:/{spec.name}/{current.version}", model=spec.name)
-        scored["champion"] = score(spec, champion, holdout)
+        try:
+            scored["champion"] = score(spec, champion, holdout)
+        except ValueError as exc:  # scikit-learn: "columns are missing: {...}"
+            unjudged = (
+                f"champion v{current.version} cannot score the candidate's holdout ({exc}): the "
+                "spec's features changed since it was trained, so the gate cannot compare the "
+                f"two; not promoted: `loopline challenger promote {spec.name}` once reviewed"
+            )
     results = {name: metrics(spec, y, s) for name, s in scored.items()}
     slices = {name: slice_metrics(spec, holdout, s) for name, s in scored.items()}
     noise = {
@@ -63,11 +73,26 @@ def run_gate(spec: ModelSpec, version: int, *, dag_run_id: str | None = None) ->
         noise,
         ece_noise(scored["candidate"]) if spec.is_classifier else 0.0,
     )
-    previous = int(current.version) if current is not None else None
-    event, alias, reasons = route(spec, decision, previous)
-    model_store.set_alias(spec.name, alias, version)
-    warehouse.record_model_event(
-        {
+    if unjudged:
+        kept = [r for r in decision.reasons if r != "no current champion"]
+        decision = gate.Decision(False, [*kept, unjudged])
+    judged = int(current.version) if current is not None else None
+    with aliases.changing(spec.name):  # one alias change at a time, this one write-ahead
+        now = model_store.champion_version(spec.name)
+        previous = int(now.version) if now is not None else None
+        if previous != judged:
+            decision = gate.Decision(
+                False,
+                [
+                    *decision.reasons,
+                    f"the champion changed from v{judged} to v{previous} while the gate judged "
+                    "(a rollback or another promotion): not promoted over a version it was "
+                    "not judged against",
+                ],
+            )
+        event, alias, reasons = route(spec, decision, previous)
+        reasons = [*training_choice(run_id), *reasons]
+        row = {
             "model": spec.name,
             "event": event,
             "version": int(version),
@@ -77,7 +102,7 @@ def run_gate(spec: ModelSpec, version: int, *, dag_run_id: str | None = None) ->
             "mlflow_run_id": run_id,
             "dag_run_id": dag_run_id,
         }
-    )
+        aliases.record(row, alias=alias, version=version)
     card = model_store.load_dict(run_id, model_store.MODEL_CARD)
     save_card(
         spec.name,
@@ -93,6 +118,13 @@ def run_gate(spec: ModelSpec, version: int, *, dag_run_id: str | None = None) ->
     )
     log.info("model %s version %s: %s", spec.name, version, "; ".join(reasons))
     return GateResult(int(version), event == "promoted", alias, previous, reasons)
+
+
+def training_choice(run_id: str) -> list[str]:
+    """What the training chose among its candidates, and why (none: a run from before)."""
+    if model_store.CANDIDATES not in model_store.list_artifacts(run_id):
+        return []
+    return list(model_store.load_dict(run_id, model_store.CANDIDATES).get("reasons", []))
 
 
 def route(spec: ModelSpec, decision: gate.Decision, previous: int | None):

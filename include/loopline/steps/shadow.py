@@ -14,6 +14,7 @@ from loopline.core import shadow
 from loopline.core.errors import PermanentError
 from loopline.core.metrics import metrics, paired_bootstrap
 from loopline.core.spec import ModelSpec
+from loopline.steps import aliases
 
 log = logging.getLogger(__name__)
 ELIGIBLE = ("shadowing", "challenger_set")  # waits for live evidence
@@ -37,24 +38,23 @@ class ShadowResult:
         return asdict(self)
 
 
-def _event(model: str, event: str, version: int, previous, reasons, metrics_, dag_run_id) -> None:
-    warehouse.record_model_event(
-        {
-            "model": model,
-            "event": event,
-            "version": int(version),
-            "previous_champion": previous,
-            "reasons": reasons,
-            "metrics": metrics_,
-            "mlflow_run_id": model_store.model_version(model, version).run_id,
-            "dag_run_id": dag_run_id,
-        }
-    )
+def _row(model: str, event: str, version: int, previous, reasons, metrics_, dag_run_id) -> dict:
+    return {
+        "model": model,
+        "event": event,
+        "version": int(version),
+        "previous_champion": previous,
+        "reasons": reasons,
+        "metrics": metrics_,
+        "mlflow_run_id": model_store.model_version(model, version).run_id,
+        "dag_run_id": dag_run_id,
+    }
 
 
 def _state(model: str, challenger: int) -> tuple[bool, bool]:
     """(eligible for promotion on live evidence, already kept) from the model's history."""
     events = warehouse.model_events(model)
+    events = events[events.state == "done"]
     mine = events[events.version == challenger].event.tolist()
     entered = [e for e in mine if e in (*ELIGIBLE, "retired", "kept", "rejected")]
     eligible = bool(entered) and entered[-1] in (*ELIGIBLE, "kept")
@@ -122,7 +122,9 @@ def compare(spec: ModelSpec, scored_day: dt.date, *, dag_run_id: str | None = No
     if verdict == shadow.PROMOTE:
         promote(spec.name, reason=reason, dag_run_id=dag_run_id, evidence=figures)
     elif verdict == shadow.KEEP:
-        _event(spec.name, "kept", challenger_v, champion_v, [reason], figures, dag_run_id)
+        aliases.record_without_alias(
+            _row(spec.name, "kept", challenger_v, champion_v, [reason], figures, dag_run_id)
+        )
     log.info(
         "model %s, %s: v%d vs v%d: %s", spec.name, scored_day, challenger_v, champion_v, reason
     )
@@ -147,39 +149,47 @@ def _finite(value):
 
 def set_challenger(model: str, version: int, *, reason: str, dag_run_id: str | None = None):
     """Put a version in shadow on purpose (it may then be promoted on live evidence)."""
-    champion = model_store.champion_version(model)
-    if champion is not None and int(champion.version) == int(version):
-        raise PermanentError(
-            f"v{version} is the champion", model=model, hint="name another version"
-        )
-    model_store.model_version(model, version)  # exists, or a permanent error
-    model_store.set_alias(model, model_store.CHALLENGER, version)
-    previous = int(champion.version) if champion is not None else None
-    _event(model, "challenger_set", version, previous, [reason], {}, dag_run_id)
+    model_store.model_version(model, version)  # exists, or a permanent error naming versions
+    with aliases.changing(model):
+        champion = model_store.champion_version(model)
+        if champion is not None and int(champion.version) == int(version):
+            raise PermanentError(
+                f"v{version} is the champion", model=model, hint="name another version"
+            )
+        previous = int(champion.version) if champion is not None else None
+        row = _row(model, "challenger_set", version, previous, [reason], {}, dag_run_id)
+        aliases.record(row, alias=model_store.CHALLENGER, version=int(version))
 
 
 def promote(model: str, *, reason: str, dag_run_id: str | None = None, evidence=None) -> int:
     """Make the challenger the champion (by hand, or on live evidence)."""
-    challenger = model_store.alias_version(model, model_store.CHALLENGER)
-    if challenger is None:
-        raise PermanentError("no challenger to promote", model=model, hint="see `loopline history`")
-    champion = model_store.champion_version(model)
-    model_store.set_alias(model, model_store.CHAMPION, challenger.version)
-    model_store.delete_alias(model, model_store.CHALLENGER)
-    previous = int(champion.version) if champion is not None else None
-    _event(
-        model, "promoted", int(challenger.version), previous, [reason], evidence or {}, dag_run_id
-    )
-    return int(challenger.version)
+    with aliases.changing(model):
+        challenger = model_store.alias_version(model, model_store.CHALLENGER)
+        if challenger is None:
+            raise PermanentError(
+                "no challenger to promote", model=model, hint="see `loopline history`"
+            )
+        champion = model_store.champion_version(model)
+        previous = int(champion.version) if champion is not None else None
+        version = int(challenger.version)
+        row = _row(model, "promoted", version, previous, [reason], evidence or {}, dag_run_id)
+        aliases.record(
+            row, alias=model_store.CHAMPION, version=version, removes=model_store.CHALLENGER
+        )
+    return version
 
 
 def retire(model: str, *, reason: str, dag_run_id: str | None = None) -> int:
     """Take the challenger out of shadow."""
-    challenger = model_store.alias_version(model, model_store.CHALLENGER)
-    if challenger is None:
-        raise PermanentError("no challenger to retire", model=model, hint="see `loopline history`")
-    model_store.delete_alias(model, model_store.CHALLENGER)
-    champion = model_store.champion_version(model)
-    previous = int(champion.version) if champion is not None else None
-    _event(model, "retired", int(challenger.version), previous, [reason], {}, dag_run_id)
-    return int(challenger.version)
+    with aliases.changing(model):
+        challenger = model_store.alias_version(model, model_store.CHALLENGER)
+        if challenger is None:
+            raise PermanentError(
+                "no challenger to retire", model=model, hint="see `loopline history`"
+            )
+        champion = model_store.champion_version(model)
+        previous = int(champion.version) if champion is not None else None
+        version = int(challenger.version)
+        row = _row(model, "retired", version, previous, [reason], {}, dag_run_id)
+        aliases.record(row, alias=None, version=None, removes=model_store.CHALLENGER)
+    return version

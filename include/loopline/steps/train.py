@@ -2,20 +2,30 @@
 capped at ``training.max_rows``), split it by time, fit a baseline and an XGBoost candidate, and
 log both with the validation and holdout splits and the drift reference profile to a new MLflow
 run. Returns a small typed result for the evaluate step.
+
+After a known change (``change_date``, from the trigger or the latest recorded change), the
+newest post-change labelled rows are the holdout, and one candidate per window of
+``retraining.candidates`` is fitted (the sliding window, the same rows weighted to what came
+after the change, the post-change days alone); the best on that holdout is the training's
+candidate, and every candidate's window and holdout metric is kept for the gate's record.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+import logging
+from dataclasses import asdict, dataclass, field
 
-from loopline.adapters import model_store
+from loopline.adapters import model_store, warehouse
+from loopline.core import gate
+from loopline.core.columns import EVENT_TS, LABEL, PARTITION_DATE
 from loopline.core.drift import Window, build_profile, compare_window
 from loopline.core.features import input_columns
-from loopline.core.metrics import feature_importance
+from loopline.core.metrics import feature_importance, metrics
 from loopline.core.spec import ModelSpec
 from loopline.core.training import (
-    LABEL,
+    Candidate,
+    change_candidates,
     fit_baseline,
     fit_xgboost,
     score,
@@ -23,6 +33,8 @@ from loopline.core.training import (
     training_window,
 )
 from loopline.steps.published import read_labelled
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,9 @@ class TrainResult:
     rows_validation: int
     rows_holdout: int
     mode: str
+    candidate: str = "window"
+    change_date: str | None = None
+    choice: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -55,8 +70,54 @@ def drift_within(spec: ModelSpec, data) -> list[str]:
     return compare_window(spec, window).drifted_features
 
 
+def _candidates(spec: ModelSpec, frame, change: dt.date | None, min_days, setting):
+    """The candidates to fit, and what the choice among them says so far. Without a change (or
+    with no labelled day after it) there is one: the sliding window, split as always."""
+    if change is not None:
+        found = change_candidates(spec, frame, change)
+        if found is not None and found[0]:
+            built, skipped = found
+            note = [f"after the change of {change}: holdout = the newest post-change rows"]
+            return built, note + [f"candidate {why}" for why in skipped]
+        why = "no labelled day after it yet" if found is None else "no candidate could be built"
+        note = [f"change of {change} known, {why}: the usual split"]
+    else:
+        note = []
+    data = split_by_time(spec, frame, min_days, setting)
+    return [Candidate("window", data, note="the sliding window")], note
+
+
+def _fit_all(spec: ModelSpec, candidates: list[Candidate], seed: int, base):
+    """Fit every candidate; score each on the shared holdout."""
+    fitted, results = {}, {}
+    for candidate in candidates:
+        model, params = fit_xgboost(spec, candidate.data, seed, base, candidate.weights)
+        holdout = candidate.data.holdout
+        fitted[candidate.name] = (model, params)
+        scores = score(spec, model, holdout)
+        results[candidate.name] = metrics(spec, holdout[LABEL].to_numpy(), scores)
+    return fitted, results
+
+
+def known_change(spec: ModelSpec, end: dt.date, given: str | None = None) -> dt.date | None:
+    """The change a training learns from: the one it was given, else the one the loop is
+    learning (a retraining was triggered for it within the training window)."""
+    if given:
+        return dt.date.fromisoformat(str(given))
+    found = warehouse.open_change(
+        spec.name, end + dt.timedelta(days=1), end - dt.timedelta(days=spec.training.window_days)
+    )
+    return found["first_day"] if found is not None else None
+
+
 def run_training(
-    spec: ModelSpec, end: dt.date, *, dag_run_id: str, reason: str = "scheduled", seed: int = 0
+    spec: ModelSpec,
+    end: dt.date,
+    *,
+    dag_run_id: str,
+    reason: str = "scheduled",
+    seed: int = 0,
+    change_date: dt.date | None = None,
 ) -> TrainResult:
     start, last = training_window(spec, end)
     stateful, start = _stateful_base(spec, start)
@@ -65,14 +126,25 @@ def run_training(
         min_days = spec.training.holdout_days + spec.training.validation_days + 1
         setting = "validation_days + holdout_days + 1 (stateful)"
     columns = input_columns(spec) + [s for s in spec.slices if s not in input_columns(spec)]
-    frame = read_labelled(spec, start, last, columns, max_rows=spec.training.max_rows, seed=seed)
-    data = split_by_time(spec, frame, min_days, setting)
-    baseline = fit_baseline(spec, data)
-    candidate, params = fit_xgboost(spec, data, seed, stateful[1] if stateful else None)
+    frame = read_labelled(
+        spec, start, last, [*columns, EVENT_TS], max_rows=spec.training.max_rows, seed=seed
+    )
+    split_by_time(spec, frame, min_days, setting)  # the window holds enough days, both classes
+    change = change_date if stateful is None else None
+    candidates, choice = _candidates(spec, frame, change, min_days, setting)
+    fitted, results = _fit_all(spec, candidates, seed, stateful[1] if stateful else None)
+    name, reasons = gate.choose(spec, results, {c.name: c.describe() for c in candidates})
+    if len(candidates) > 1 or change is not None:
+        choice = choice + reasons
+    chosen = next(c for c in candidates if c.name == name)
+    data = chosen.data
+    candidate, params = fitted[name]
+    baseline = fit_baseline(spec, data, chosen.weights)
     params["mode"] = "stateful" if stateful else "stateless"
+    params["candidate"] = name
     if stateful:
         params["base_version"] = int(stateful[0].version)
-    window = data.window
+    window = (min(data.train[PARTITION_DATE]), max(data.holdout[PARTITION_DATE]))
     tags = {
         "reason": reason,
         "dag_run_id": dag_run_id,
@@ -80,15 +152,34 @@ def run_training(
         "window_start": window[0].isoformat(),
         "window_end": window[1].isoformat(),
         "task": spec.target.task,
+        "candidate": name,
+        **({"change_date": change.isoformat()} if change is not None else {}),
     }
     sample = data.validation[input_columns(spec)].head(200)
     with model_store.training_run(spec.name, f"{spec.name} until {end}", tags) as run_id:
         model_store.log_params({k: v for k, v in params.items() if k != "eval_metric"})
         model_store.log_metrics({k: float(v) for k, v in data.counts().items()})
-        for name, model in ((model_store.BASELINE, baseline), (model_store.CANDIDATE, candidate)):
-            model_store.log_model(model, name, sample, score(spec, model, sample))
+        for label, model in ((model_store.BASELINE, baseline), (model_store.CANDIDATE, candidate)):
+            model_store.log_model(model, label, sample, score(spec, model, sample))
         model_store.log_frame(data.validation, model_store.VALIDATION)
         model_store.log_frame(data.holdout, model_store.HOLDOUT)
+        model_store.log_dict(
+            {
+                "change_date": change.isoformat() if change is not None else None,
+                "chosen": name,
+                "reasons": choice,
+                "candidates": [
+                    {
+                        "name": c.name,
+                        "window": [d.isoformat() for d in c.window],
+                        "rows": len(c.data.train) + len(c.data.validation),
+                        "holdout": {k: v for k, v in results[c.name].items() if v == v},
+                    }
+                    for c in candidates
+                ],
+            },
+            model_store.CANDIDATES,
+        )
         importance = feature_importance(candidate)
         reference = data.train if spec.drift.reference == "training" else data.recent
         profile = build_profile(
@@ -99,9 +190,14 @@ def run_training(
         )
         model_store.log_dict(profile.to_dict(), model_store.TRAINING_PROFILE)
         model_store.log_dict({"features": drift_within(spec, data)}, model_store.TRAINING_DRIFT)
+    for line in choice:
+        log.info("model %s, training until %s: %s", spec.name, end, line)
     return TrainResult(
         run_id,
         [d.isoformat() for d in window],
         *data.counts().values(),
         params["mode"],
+        name,
+        change.isoformat() if change is not None else None,
+        choice,
     )

@@ -95,6 +95,14 @@ def test_an_old_warehouse_upgrades_and_its_rows_move_to_the_lake(old_warehouse):
     for (_, features), row in zip(records, frame.to_dict("records"), strict=True):
         assert {k: row[k] for k in spec.feature_names} == features
     assert str(frame.tenure_months.dtype) == "float64" and frame.plan.dtype != float
+    # A file of the first layout (plain own names) reads with today's names.
+    from loopline.adapters import lake as the_lake
+    from loopline.core.columns import ENTITY_ID, RUN_ID
+
+    [current] = list(the_lake.read_batches(file["path"], [ENTITY_ID, RUN_ID, "plan"]))
+    assert list(current.columns) == [ENTITY_ID, RUN_ID, "plan"]
+    assert current[ENTITY_ID].tolist() == [r[0] for r in records]
+    assert set(the_lake.clean_columns(file["path"])) >= {ENTITY_ID, RUN_ID, *spec.feature_names}
     archived = pq.read_table(
         lake / "archive" / "raw_rows" / "churn" / f"date={DAY}" / "raw_rows.parquet"
     ).to_pandas()

@@ -15,6 +15,7 @@ import yaml
 from loopline.adapters import model_store, warehouse
 from loopline.adapters.specs import get_spec
 from loopline.adapters.storage import read_frame, write_frame
+from loopline.core.columns import ENTITY_ID, LABEL, PARTITION_DATE
 from loopline.core.errors import PredictionInputError
 from loopline.dev.simulate import simulate
 from loopline.steps.validate import validate_day
@@ -126,9 +127,9 @@ def test_training_reads_at_most_max_rows_a_seeded_sample_of_every_day(churn_worl
     )
     pd.testing.assert_frame_equal(frame, again)  # seeded
     assert 2500 < len(frame) < 3500  # ~3,000 of 12,000
-    per_day = frame.groupby("partition_date").size()
+    per_day = frame.groupby(PARTITION_DATE).size()
     assert len(per_day) == 30 and per_day.min() > 40  # every day, at the same rate
-    assert set(frame.columns) == {"entity_id", *columns, "label", "partition_date"}
+    assert set(frame.columns) == {ENTITY_ID, *columns, LABEL, PARTITION_DATE}
 
 
 def test_retraining_on_the_same_data_is_not_promoted_and_says_why(first_training):

@@ -12,11 +12,20 @@ import pytest
 import yaml
 from loopline.adapters import model_store, warehouse
 from loopline.adapters.specs import get_spec
+from loopline.core.columns import LABEL
 from loopline.dev.simulate import SHORT_WINDOWS, Scenario, simulate
 from loopline.steps.rollback import history, rollback
 from loopline.steps.validate import validate_day
 
-from ...conftest import REPO, dag, forget_models, run_day, task_states
+from ...conftest import (
+    REPO,
+    dag,
+    finish_queued_trainings,
+    forget_models,
+    run_day,
+    task_states,
+    train_runs,
+)
 
 START = dt.date(2026, 1, 1)
 SEEDED = 10  # days ingested before the first training
@@ -24,38 +33,6 @@ SEEDED = 10  # days ingested before the first training
 
 def day(i: int) -> dt.date:
     return START + dt.timedelta(days=i)
-
-
-def train_runs(states: tuple[str, ...] = ("queued", "running")):
-    from airflow.models import DagRun
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        runs = (
-            session.query(DagRun)
-            .filter(DagRun.dag_id == "churn_train", DagRun.state.in_(states))
-            .all()
-        )
-        return [(r.run_id, dict(r.conf or {}), r.note) for r in runs]
-
-
-def finish_queued_trainings(execute: bool = False) -> list[dict]:
-    """Stand in for the scheduler: optionally run each queued training (same conf), then mark
-    the queued run finished, so the "queued or running" rule sees what production would."""
-    from airflow.models import DagRun
-    from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState
-
-    confs = []
-    for run_id, conf, _ in train_runs():
-        if execute:
-            assert dag("churn_train").test(run_conf=conf).state == "success"
-        with create_session() as session:
-            session.query(DagRun).filter(DagRun.run_id == run_id).update(
-                {DagRun.state: DagRunState.SUCCESS}
-            )
-        confs.append(conf)
-    return confs
 
 
 @pytest.fixture
@@ -164,10 +141,20 @@ def test_covariate_shift_flags_exactly_the_shifted_features_and_retraining_respe
 
     made = decisions()
     triggered = [d for d, t, _ in made if t]
-    # Persistence (2 of 3) delays the first trigger by a check; then one per 4-day cool-down.
-    assert triggered == [day(shift_day + 1), day(shift_day + 5), day(shift_day + 9)]
+    # Persistence (2 of 3) delays the first trigger by a check. The shift stays (the champion
+    # is not replaced here), but it is the same change: retrained for once, and while realized
+    # performance holds it never retrains again (the old rule retrained every cool-down).
+    assert triggered == [day(shift_day + 1)]
     suppressed = [reason for d, t, reason in made if not t and d > triggered[0]]
-    assert suppressed and all("cool-down" in reason for reason in suppressed)
+    assert suppressed and all(
+        "the shift does not hurt" in reason or "follow-ups come with its labels" in reason
+        for reason in suppressed
+    ), suppressed
+    change_days = warehouse.query(
+        "SELECT DISTINCT change_date FROM warehouse.retrain_decisions WHERE source = 'drift' "
+        "AND change_date IS NOT NULL"
+    ).change_date.tolist()
+    assert change_days == [day(shift_day)]  # the first day of the run of drift verdicts
 
     report = warehouse.query(
         "SELECT report_uri FROM warehouse.drift_reports WHERE partition_date = %(d)s",
@@ -247,7 +234,10 @@ def test_concept_drift_is_caught_by_the_labels_dag_and_retraining_on_it_recovers
     triggered = [(d, reason) for d, t, reason in made if t]
     assert triggered, made
     trigger_day, reason = triggered[0]
-    assert reason.startswith("performance: realized roc_auc of v1")
+    assert reason.startswith("performance: realized roc_auc as served over")
+    # Judged against the live level too, not against its own holdout alone (here the first
+    # champion has served one day, too few to set a level: its holdout says it).
+    assert " live over " in reason and ": below " in reason
     assert trigger_day - dt.timedelta(days=2) >= day(drift_day)  # labels of drifted days
     [(_, conf, note)] = train_runs()
     assert conf["source"] == "performance" and conf["end_date"] == str(
@@ -278,8 +268,8 @@ def test_concept_drift_is_caught_by_the_labels_dag_and_retraining_on_it_recovers
     new = model_store.load_model("models:/churn/3")
     later = read_labelled(churn, day(25), day(27), input_columns(churn))
     assert len(later) > 3000
-    auc_old = roc_auc_score(later.label, score(churn, old, later))
-    auc_new = roc_auc_score(later.label, score(churn, new, later))
+    auc_old = roc_auc_score(later[LABEL], score(churn, old, later))
+    auc_new = roc_auc_score(later[LABEL], score(churn, new, later))
     assert auc_new > auc_old + 0.02, (auc_new, auc_old)
 
 

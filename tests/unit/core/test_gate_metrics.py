@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from loopline.adapters.specs import get_spec
+from loopline.core.columns import LABEL
 from loopline.core.gate import decide
 from loopline.core.metrics import (
     classification_metrics,
@@ -73,9 +74,9 @@ def test_regression_metrics_hand_computed():
 def test_slice_metrics_skip_small_slices():
     spec = get_spec("churn")
     frame = pd.DataFrame(
-        {"plan": ["basic"] * 40 + ["family"] * 5, "region": "north", "label": [0, 1] * 20 + [0] * 5}
+        {"plan": ["basic"] * 40 + ["family"] * 5, "region": "north", LABEL: [0, 1] * 20 + [0] * 5}
     )
-    score = np.where(frame["label"] == 1, 0.9, 0.1)
+    score = np.where(frame[LABEL] == 1, 0.9, 0.1)
     result = slice_metrics(spec, frame, score)
     assert set(result["plan"]) == {"basic"}  # 5 rows of "family": too few to judge
     assert result["plan"]["basic"]["roc_auc"] == 1.0 and result["plan"]["basic"]["n"] == 40

@@ -8,6 +8,7 @@ import pytest
 import yaml
 from loopline.adapters.specs import check_model_name, get_spec, load_spec, load_specs, spec_paths
 from loopline.core.errors import SpecError
+from loopline.core.spec import spec_from_mapping
 
 CHURN = Path(__file__).resolve().parents[3] / "include" / "specs" / "churn.yaml"
 
@@ -56,7 +57,6 @@ def test_every_shipped_spec_loads():
         ),
         (lambda d: d["features"].append(dict(d["features"][0])), "<root>", "repeat"),
         (lambda d: d["features"][15].update(min=0), "features.15", "categorical"),
-        (lambda d: d["features"][0].update(name="label"), "features.0.name", "reserved"),
         (lambda d: d["features"][0].update(name=" x"), "features.0.name", "spaces"),
         (lambda d: d["features"][0].update(name="a\tb"), "features.0.name", "control"),
         (lambda d: d["training"].update(min_days=50), "training", "never hold enough"),
@@ -149,3 +149,23 @@ def test_model_names_from_the_cli_are_checked_before_they_become_paths(name):
         check_model_name(name)
     with pytest.raises(SpecError, match="is not a model name"):
         get_spec(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["entity_id", "event_ts", "label", "partition_date", "_run_id", "_source_file"]
+)
+def test_common_column_names_are_anyones_to_use(name):
+    """Names the lake once used for its own columns are a user's now (they were refused)."""
+    raw = yaml.safe_load(CHURN.read_text())
+    raw["features"][0]["name"] = name
+    spec = spec_from_mapping(raw, CHURN)
+    assert spec.feature_names[0] == name
+
+
+def test_a_spec_name_in_nfd_matches_the_file_in_nfc():
+    import unicodedata
+
+    raw = yaml.safe_load(CHURN.read_text())
+    raw["features"][0]["name"] = unicodedata.normalize("NFD", "größe_月")
+    spec = spec_from_mapping(raw, CHURN)
+    assert spec.feature_names[0] == unicodedata.normalize("NFC", "größe_月")
