@@ -19,11 +19,18 @@ ALTER ROLE airflow PASSWORD :'airflow_password';
 ALTER ROLE mlflow PASSWORD :'mlflow_password';
 ALTER ROLE loopline_writer PASSWORD :'writer_password';
 ALTER ROLE loopline_analyst PASSWORD :'analyst_password';
--- Analysts' sessions cannot write even where a grant slipped through. The statement timeout is a
--- default against runaway queries, not a limit (any role may SET its own): nothing of the
--- pipeline waits for an analyst, since reads never block its writes and its locks are refused.
+-- Analysts' sessions cannot write even where a grant slipped through. Their connections are
+-- limited by the server (CONNECTION LIMIT), and the server keeps `reserved_connections` slots
+-- (set where it starts: 20 of 200) for the roles that hold pg_use_reserved_connections: the
+-- pipeline, Airflow and MLflow, so analysts can never take the slots the pipeline needs. The
+-- timeouts are the analysts' defaults; the pipeline ends analyst work that outlives the limits
+-- (loopline.adapters.warehouse.end_overlong_analyst_work, through pg_signal_backend).
+ALTER ROLE loopline_analyst CONNECTION LIMIT 40;
 ALTER ROLE loopline_analyst SET default_transaction_read_only = on;
 ALTER ROLE loopline_analyst SET statement_timeout = '5min';
+ALTER ROLE loopline_analyst SET idle_in_transaction_session_timeout = '10min';
+GRANT pg_use_reserved_connections TO airflow, mlflow, loopline_writer;
+GRANT pg_signal_backend, pg_read_all_stats TO loopline_writer;
 
 SELECT format('CREATE DATABASE %I OWNER %I', db, owner)
 FROM (VALUES ('airflow', 'airflow'), ('mlflow', 'mlflow'), ('warehouse', 'loopline_writer'))

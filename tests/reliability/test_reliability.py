@@ -4,19 +4,17 @@ every row (read = clean + quarantined; predicted = clean; no entity twice).
 
 ``CASES`` is the suite's own list of what happens when...; docs/operations.md carries the same
 table and ``test_the_operations_table_is_this_suite`` keeps the two equal. The figures (cases
-tried, rows checked, lost, duplicated) are printed at the end of the session and written to
-test-output/reliability.json.
+tried, rows checked, lost, duplicated, mixed) are printed at the end of the session and written
+to test-output/reliability.json. The other modules of this folder hold the races, exposure,
+messages, healing and further input cases.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -31,135 +29,24 @@ from loopline.core.errors import (
     BatchValidationError,
     LandingMissingError,
     ModelArtifactError,
-    StoreUnavailableError,
     UnreadableFileError,
 )
-from loopline.dev.simulate import simulate
 from loopline.steps.validate import validate_day
-from sqlalchemy.engine import make_url
 
-from ..conftest import REPO, SESSION_DIR, forget_models, write_spec
-
-DAY = dt.date(2026, 5, 1)
-ROWS = 200
-FIGURES = {"cases": set(), "rows_checked": 0, "lost": 0, "duplicated": 0}
-CASES = {
-    "empty-file": "a 0-row file: the day fails as empty, naming the file; nothing is published",
-    "header-only-csv": "a CSV with a header and no rows: as an empty file",
-    "zero-byte-file": "fails at once (no retries): the file cannot be read, named with the fix",
-    "truncated-parquet": "as a 0-byte file; the day published before stays whole",
-    "renamed-column": "fails at once naming the file and the column (a likely rename); the "
-    "published day stays whole",
-    "text-in-numeric": "those rows are quarantined with reason type and their original record",
-    "duplicate-ids": "the later rows (across files too) are quarantined with reason unique",
-    "timestamps-outside-day": "those rows are quarantined with reason in_partition",
-    "nan": "NaN is null: quarantined (not_null) where the spec says not nullable, else clean",
-    "inf-parquet": '±inf is quarantined with reason finite; the record keeps "Infinity"',
-    "inf-csv": "the same as in Parquet",
-    "thousand-columns": "extra columns are ignored (a warning); a bad row's record keeps them all",
-    "odd-feature-names": "feature names with quotes and % run end to end (no SQL identifier)",
-    "same-day-at-once": "two runs of one day at once: one run's rows, whole, never both",
-    "kill-validate.shard_written": "kill -9 after a shard wrote its files: the published day "
-    "stays; the re-run publishes; the dead attempt's files are never read",
-    "kill-publish.in_transaction": "kill -9 inside the publish transaction: rolled back, the "
-    "published day stays; the re-run publishes",
-    "kill-publish.committed": "kill -9 after the commit: the new day is published and readable; "
-    "the re-run removes what was left",
-    "kill-score.staged": "kill -9 after a shard was staged: predictions stay the old ones; the "
-    "re-run swaps exactly one copy",
-    "kill-swap.in_transaction": "kill -9 inside the predictions swap: rolled back, the old "
-    "predictions stay; the re-run swaps",
-    "database-stopped": "the warehouse stops mid-run: a transient error saying what to do "
-    "(Airflow retries); after a restart the re-run publishes",
-    "missing-day-folder": "a transient error naming the folder (upstream may be late): retried",
-    "unreadable-model-artifact": "fails at once: the artifact is named, with roll back or "
-    "retrain as the fix",
-    "analyst-advisory-lock": "the analysts' role cannot take the pipeline's locks",
-    "analyst-long-read": "an analyst's open transaction on predictions does not delay the swap",
-    "analyst-writes": "analysts cannot write, create or read input tables (tests/integration)",
-    "superuser-password": "nobody connects without a password, the superuser included",
-    "passwords-off-the-command-line": "role passwords never appear in a process's arguments",
-    "durable-by-default": "the embedded server runs with fsync on",
-}
-
-
-@pytest.fixture(scope="session", autouse=True)
-def figures():
-    yield FIGURES
-    out = REPO / "test-output" / "reliability.json"
-    out.parent.mkdir(exist_ok=True)
-    summary = {**FIGURES, "cases": sorted(FIGURES["cases"])}
-    out.write_text(json.dumps(summary, indent=2))
-    print(
-        f"\nreliability suite: {len(FIGURES['cases'])} cases, {FIGURES['rows_checked']} rows "
-        f"checked, lost {FIGURES['lost']}, duplicated {FIGURES['duplicated']}"
-    )
-
-
-def case(name: str) -> None:
-    assert name in CASES, name
-    FIGURES["cases"].add(name)
-
-
-def account(model: str, day: dt.date) -> dict:
-    """Every row of a published day in exactly one place; no entity twice; every clean row
-    predicted at most once. Adds to the suite's figures."""
-    result = warehouse.query(
-        "SELECT rows_read, rows_clean, rows_quarantined FROM warehouse.validation_results "
-        "WHERE model = %(m)s AND partition_date = %(d)s",
-        {"m": model, "d": day},
-    ).iloc[0]
-    pointer = warehouse.published_partition(model, day)
-    ids = (
-        pd.concat(
-            [pq.read_table(f["path"], columns=["entity_id"]).to_pandas() for f in pointer["files"]]
-        )
-        if pointer
-        else pd.DataFrame({"entity_id": []})
-    )
-    quarantined = warehouse.count_rows("quarantine", model, [day])
-    predicted = warehouse.predictions(model, day)
-    read = int(result.rows_read)
-    lost = read - len(ids) - quarantined
-    duplicated = int(ids.entity_id.duplicated().sum()) + int(predicted.entity_id.duplicated().sum())
-    FIGURES["rows_checked"] += read
-    FIGURES["lost"] += max(lost, 0)
-    FIGURES["duplicated"] += duplicated
-    assert lost == 0, (read, len(ids), quarantined)
-    assert duplicated == 0
-    assert len(ids) == int(result.rows_clean) and quarantined == int(result.rows_quarantined)
-    assert len(predicted) in (0, len(ids))
-    return {
-        "read": read,
-        "clean": len(ids),
-        "quarantined": quarantined,
-        "predicted": len(predicted),
-    }
-
-
-def landed(pipeline, rows: int = ROWS, file_format: str = "parquet") -> Path:
-    [written] = simulate(
-        landing=str(pipeline / "landing"),
-        labels=str(pipeline / "labels"),
-        start=DAY,
-        days=1,
-        rows_per_day=rows,
-        seed=9,
-        file_format=file_format,
-    )
-    return Path(written.path)
-
-
-def reasons(day: dt.date = DAY) -> dict[int, list[str]]:
-    frame = warehouse.query(
-        "SELECT row_number, reasons FROM warehouse.quarantine WHERE partition_date = %(d)s",
-        {"d": day},
-    )
-    return {
-        int(r): sorted(x["check"] for x in rs)
-        for r, rs in zip(frame.row_number, frame.reasons, strict=True)
-    }
-
+from ..conftest import REPO, SESSION_DIR
+from .suite import (
+    CASES,
+    DAY,
+    ROWS,
+    account,
+    case,
+    connect,
+    killed_at,
+    landed,
+    reasons,
+    scored_world_of,
+    secrets,
+)
 
 # --- bad input -------------------------------------------------------------------------------
 
@@ -279,52 +166,6 @@ def test_a_thousand_extra_columns_are_ignored_and_kept_in_records(pipeline):
     }
 
 
-def test_feature_names_with_quotes_and_percent_run_end_to_end(pipeline, monkeypatch):
-    case("odd-feature-names")
-    specs = pipeline / "specs"
-    path = write_spec(specs)
-    spec_text = path.read_text()
-    spec_text = spec_text.replace("name: tenure_months", "name: 'tenure \"months\"'")
-    spec_text = spec_text.replace("name: monthly_charges", "name: charges %")
-    path.write_text(spec_text)
-    monkeypatch.setenv("LOOPLINE_SPECS_DIR", str(specs))
-    spec = get_spec("churn")
-    assert spec.feature_names[:2] == ['tenure "months"', "charges %"]
-    file = landed(pipeline)
-    renamed = {"tenure_months": 'tenure "months"', "monthly_charges": "charges %"}
-    pd.read_parquet(file).rename(columns=renamed).to_parquet(file, index=False)
-    validate_day(spec, DAY, run_id="r1")
-    [published] = warehouse.published_partition("churn", DAY)["files"]
-    columns = pq.read_schema(published["path"]).names
-    assert 'tenure "months"' in columns and "charges %" in columns
-    assert account("churn", DAY)["clean"] == ROWS
-
-
-def test_the_same_day_twice_at_once_publishes_one_run_whole(pipeline):
-    case("same-day-at-once")
-    landed(pipeline)
-    errors = []
-
-    def run(i: int) -> None:
-        try:
-            validate_day(get_spec("churn"), DAY, run_id=f"twin-{i}")
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    pointer = warehouse.published_partition("churn", DAY)
-    [file] = pointer["files"]
-    assert set(pq.read_table(file["path"], columns=["_run_id"]).column(0).to_pylist()) == {
-        pointer["run_id"]
-    }
-    account("churn", DAY)
-
-
 def test_a_missing_day_folder_is_transient_and_named(pipeline):
     case("missing-day-folder")
     with pytest.raises(LandingMissingError) as info:
@@ -335,116 +176,14 @@ def test_a_missing_day_folder_is_transient_and_named(pipeline):
     )
 
 
-def test_a_database_stopped_mid_run_is_transient_and_the_rerun_publishes(tmp_path, monkeypatch):
-    case("database-stopped")
-    from loopline.dev.pgserver import LocalPostgres
-
-    server = LocalPostgres(tmp_path / "pg", durable=False)
-    server.start()
-    url = server.url("warehouse")
-    monkeypatch.setenv("WAREHOUSE_URL", url)
-    for key, folder in (
-        ("LOOPLINE_LANDING", "landing"),
-        ("LOOPLINE_LABELS", "labels"),
-        ("LOOPLINE_LAKE", "lake"),
-    ):
-        monkeypatch.setenv(key, str(tmp_path / folder))
-    warehouse.upgrade(url)
-    try:
-        landed(tmp_path)
-        server.stop()
-        with pytest.raises(StoreUnavailableError) as info:
-            validate_day(get_spec("churn"), DAY, run_id="down")
-        assert info.value.retryable
-        assert "the warehouse cannot be reached" in str(info.value)
-        assert "start it (`loopline db start` for the embedded one)" in str(info.value)
-        server.start()
-        validate_day(get_spec("churn"), DAY, run_id="up")
-        account("churn", DAY)
-    finally:
-        warehouse.engine(url).dispose()
-        server.stop()
-
-
 # --- crashes at every write step -----------------------------------------------------------------
-
-
-KILL_SCRIPT = """
-import datetime as dt, sys
-from loopline.adapters.specs import get_spec
-spec, day = get_spec("churn"), dt.date.fromisoformat(sys.argv[2])
-if sys.argv[1] == "validate":
-    from loopline.steps.validate import validate_day
-    validate_day(spec, day, run_id="killed")
-else:
-    from loopline.steps.score import score_day
-    score_day(spec, day, dag_run_id="killed")
-"""
-
-
-def killed_at(point: str, step: str) -> subprocess.CompletedProcess:
-    """Run a step in a fresh process that SIGKILLs itself at the fault point."""
-    env = {**os.environ, "LOOPLINE_FAULT_POINT": point}
-    return subprocess.run(
-        [sys.executable, "-c", KILL_SCRIPT, step, DAY.isoformat()],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")
 def scored_world(warehouse_url, airflow_db, tmp_path_factory):
     """A champion, and a day published and scored, for the crash and analyst cases. Its tests
     stay together below every `pipeline` test: that fixture empties the warehouse."""
-    from loopline.steps.evaluate import run_evaluation
-    from loopline.steps.labels import sync_labels
-    from loopline.steps.promote import run_gate
-    from loopline.steps.train import run_training
-
-    from ..conftest import empty_tables
-
-    root = tmp_path_factory.mktemp("crash")
-    specs = root / "specs"
-    write_spec(
-        specs,
-        training={"window_days": 12, "min_days": 8, "validation_days": 2, "holdout_days": 3},
-        labels={"delay_days": 0},
-    )
-    env = {
-        "LOOPLINE_LANDING": str(root / "landing"),
-        "LOOPLINE_LABELS": str(root / "labels"),
-        "LOOPLINE_LAKE": str(root / "lake"),
-        "LOOPLINE_SPECS_DIR": str(specs),
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    empty_tables(warehouse_url)
-    forget_models("churn")
-    start = DAY - dt.timedelta(days=12)
-    simulate(
-        landing=env["LOOPLINE_LANDING"],
-        labels=env["LOOPLINE_LABELS"],
-        start=start,
-        days=13,
-        rows_per_day=600,
-        seed=3,
-        label_delay_days=0,
-    )
-    spec = get_spec("churn")
-    for i in range(13):
-        validate_day(spec, start + dt.timedelta(days=i), run_id="seed")
-    sync_labels(spec, DAY, run_id="seed")
-    version = run_evaluation(spec, run_training(spec, DAY, dag_run_id="seed").mlflow_run_id).version
-    assert run_gate(spec, version).promoted
-    from loopline.steps.score import score_day
-
-    score_day(spec, DAY, dag_run_id="seed")
-    yield root
-    forget_models("churn")
-    for key, value in saved.items():
-        os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    yield from scored_world_of(warehouse_url, tmp_path_factory)
 
 
 @pytest.mark.parametrize(
@@ -504,26 +243,6 @@ def test_an_unreadable_model_artifact_fails_at_once_saying_what_to_do(scored_wor
 
 
 # --- the analysts' role and the server ----------------------------------------------------------
-
-
-def connect(user: str, password: str | None, database: str = "warehouse"):
-    url = make_url(os.environ["WAREHOUSE_URL"])
-    connection = psycopg2.connect(
-        host=url.host,
-        port=url.port,
-        user=user,
-        password=password,
-        dbname=database,
-        connect_timeout=10,
-    )
-    connection.autocommit = True
-    return connection
-
-
-def secrets() -> dict[str, str]:
-    from loopline.dev.pgserver import LocalPostgres
-
-    return LocalPostgres(SESSION_DIR / "postgres").passwords()
 
 
 def test_analysts_cannot_take_the_pipelines_locks(scored_world):
@@ -604,7 +323,6 @@ def test_the_embedded_server_is_durable_by_default(tmp_path):
 
 def test_the_operations_table_is_this_suite():
     """docs/operations.md's "what happens when..." table lists exactly these cases, in words."""
-    case("analyst-writes")  # held by tests/integration/adapters/test_access.py
     text = (REPO / "docs" / "operations.md").read_text()
     section = re.split(r"^## .*What happens when.*$", text, flags=re.M)[1].split("\n## ", 1)[0]
     rows = {

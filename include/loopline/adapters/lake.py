@@ -1,4 +1,6 @@
-"""The lake: clean rows as typed Parquet, one column per spec feature, under
+"""The lake: clean rows as typed Parquet, one column per spec feature (named as the spec names
+it) beside loopline's own columns (``loopline.core.columns``: entity id, event time, lineage;
+names no spec column can have), under
 ``<lake>/clean/<model>/date=YYYY-MM-DD/attempt=<id>/part-NNNNN.parquet``.
 
 Write-audit-publish: a run writes its files under its own attempt folder, nobody reads them
@@ -11,6 +13,7 @@ in the attempt's ``_work/`` folder and are deleted after publishing.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -19,10 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loopline.adapters import settings, storage
+from loopline.core import columns as own
 from loopline.core.spec import ModelSpec
-from loopline.core.validation import ENTITY, TIMESTAMP
 
-LINEAGE = ("_source_file", "_row_number", "_run_id")
+LINEAGE = own.LINEAGE
 QUARANTINE_SCHEMA = pa.schema(
     [
         ("source_file", pa.string()),
@@ -47,12 +50,12 @@ def clean_schema(spec: ModelSpec) -> pa.Schema:
     types = {"numeric": pa.float64(), "categorical": pa.string()}
     return pa.schema(
         [
-            (ENTITY, pa.string()),
-            (TIMESTAMP, pa.timestamp("us", tz="UTC")),
+            (own.ENTITY_ID, pa.string()),
+            (own.EVENT_TS, pa.timestamp("us", tz="UTC")),
             *[(f.name, types[f.type]) for f in spec.features],
-            ("_source_file", pa.string()),
-            ("_row_number", pa.int64()),
-            ("_run_id", pa.string()),
+            (own.SOURCE_FILE, pa.string()),
+            (own.ROW_NUMBER, pa.int64()),
+            (own.RUN_ID, pa.string()),
         ]
     )
 
@@ -76,6 +79,24 @@ def part_path(folder: str, shard: int) -> str:
 
 def work_path(folder: str, kind: str, shard: int) -> str:
     return storage.join(folder, "_work", f"{kind}-{shard:05d}.parquet")
+
+
+def lease_path(model: str, day, attempt: str) -> str:
+    return storage.join(attempt_folder(model, day, attempt), "_work", "lease")
+
+
+def renew_lease(model: str, day, attempt: str) -> None:
+    """Say the attempt is being written now (its shards renew this as they go)."""
+    storage.write_bytes(lease_path(model, day, attempt), str(time.time()).encode())
+
+
+def lease_age(model: str, day, attempt: str, now: float) -> float | None:
+    """Seconds since the attempt's writer last said it was alive; None if it never did."""
+    found = storage.read_bytes_if_any(lease_path(model, day, attempt))
+    try:
+        return None if found is None else now - float(found.decode())
+    except ValueError:
+        return None
 
 
 def attempts_of_day(model: str, day) -> list[str]:
@@ -118,10 +139,16 @@ class ParquetPart:
 def read_arrow_batches(
     path: str, columns: list[str] | None = None, batch_rows: int = 250_000
 ) -> Iterator[pa.Table]:
-    """The file's rows as Arrow tables of at most ``batch_rows`` rows, only ``columns``."""
+    """The file's rows as Arrow tables of at most ``batch_rows`` rows, only ``columns``, with
+    loopline's current column names (a file of the first layout is renamed as it is read)."""
     with storage.local_copy(path) as local:
-        for batch in pq.ParquetFile(local).iter_batches(batch_size=batch_rows, columns=columns):
-            yield pa.Table.from_batches([batch])
+        parquet = pq.ParquetFile(local)
+        wanted, renames = own.reading_plan(columns, parquet.schema_arrow.names)
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted):
+            table = pa.Table.from_batches([batch])
+            if renames:
+                table = table.rename_columns([renames.get(n, n) for n in table.column_names])
+            yield table
 
 
 def read_batches(
@@ -144,6 +171,8 @@ def file_rows(path: str) -> int:
 
 
 def clean_columns(path: str) -> list[str]:
-    """Column names of a Parquet file, from its footer."""
+    """Column names of a clean Parquet file, from its footer (current names, whatever the
+    file's layout)."""
     with storage.local_copy(path) as local:
-        return list(pq.ParquetFile(local).schema_arrow.names)
+        names = list(pq.ParquetFile(local).schema_arrow.names)
+    return [own.OLD_NAMES.get(n, n) for n in names] if own.old_clean_file(names) else names

@@ -14,6 +14,7 @@ import datetime as dt
 import decimal
 import json
 import math
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +27,14 @@ from loopline.adapters import storage
 from loopline.core.errors import FileChangedError, UnreadableFileError
 
 CSV_BLOCK_BYTES = 8 << 20
+# A quoted cell may hold a line break (a free-text field): it is one row, not two.
+CSV_PARSE = pv.ParseOptions(newlines_in_values=True)
+
+
+def nfc(names) -> list[str]:
+    """Column names in Unicode NFC, as specs compare them: 'größe' typed as o + combining
+    diaeresis (NFD, as some systems write file headers) is the same column as 'größe'."""
+    return [unicodedata.normalize("NFC", str(n)) for n in names]
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,7 @@ class LandingFile:
     sha256: str
     kind: str  # parquet | csv
     columns: list[str]
-    rows: int | None  # known for Parquet (footer), None for CSV until read
+    rows: int | None  # Parquet: from its footer; CSV: counted once when the day is planned
     row_groups: list[int]  # rows per Parquet row group
 
     def as_dict(self) -> dict:
@@ -51,8 +60,26 @@ def kind_of(path: str) -> str:
 
 
 def _csv_header(local: Path) -> list[str]:
-    reader = pv.open_csv(local, read_options=pv.ReadOptions(block_size=1 << 16))
+    reader = pv.open_csv(
+        local, read_options=pv.ReadOptions(block_size=1 << 16), parse_options=CSV_PARSE
+    )
     return list(reader.schema.names)
+
+
+def _csv_rows(local: Path, columns: list[str]) -> int:
+    """Data rows of a CSV file (quoted newlines inside a cell count once): one column parsed,
+    as text, block by block."""
+    if not columns:
+        return 0
+    first = _csv_header(local)[:1]
+    convert = pv.ConvertOptions(include_columns=first, column_types={first[0]: pa.string()})
+    reader = pv.open_csv(
+        local,
+        read_options=pv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+        parse_options=CSV_PARSE,
+        convert_options=convert,
+    )
+    return sum(batch.num_rows for batch in reader)
 
 
 def inspect(data_file: storage.DataFile, index: int, where: dict) -> LandingFile:
@@ -63,11 +90,12 @@ def inspect(data_file: storage.DataFile, index: int, where: dict) -> LandingFile
             kind = kind_of(data_file.path)
             if kind == "parquet":
                 meta = pq.ParquetFile(local).metadata
-                columns = list(meta.schema.to_arrow_schema().names)
+                columns = nfc(meta.schema.to_arrow_schema().names)
                 groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
                 rows = int(meta.num_rows)
             else:
-                columns, groups, rows = _csv_header(local), [], None
+                columns = nfc(_csv_header(local))
+                groups, rows = [], _csv_rows(local, columns)
     except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
         raise UnreadableFileError(
             f"cannot be read as {kind_of(data_file.path)}: {exc}",
@@ -89,21 +117,30 @@ def inspect(data_file: storage.DataFile, index: int, where: dict) -> LandingFile
     )
 
 
-def check_unchanged(file: LandingFile, where: dict) -> None:
-    """Fail (transiently) if the file was replaced since the day was planned."""
+def check_unchanged(
+    file: LandingFile, where: dict, *, rows: int | None = None, of: int | None = None
+) -> None:
+    """Fail if the file is not the one the day was planned from (its size and version), or,
+    after it was read, if the rows read are not the rows planned (``rows`` of ``of``)."""
     now = storage.stat(file.path)
-    if (now.size, now.version) != (file.size, file.version):
+    changed = (now.size, now.version) != (file.size, file.version)
+    if changed or (of is not None and rows is not None and rows != of):
+        seen = f"; {rows} rows read of the {of} planned" if of is not None else ""
         raise FileChangedError(
-            "the file was replaced while the day was being processed",
+            f"the file changed while the day was being processed (planned at {file.size} "
+            f"bytes, now {now.size}{seen})",
             file=file.path,
-            hint="nothing: the retry plans the day again from the new file",
+            hint="write landing files whole, then move them into place; once the file is "
+            "complete, re-run the whole day (`loopline run <model> --start <day> --end <day>`, "
+            "or clear the run's ingest task in the UI): it plans the day again from the file",
             **where,
         )
 
 
-def _csv_batches(local: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
+def _csv_batches(local: Path) -> Iterator[pa.RecordBatch]:
+    """Every cell as text (the header's names as written: NFC comes after)."""
     convert = pv.ConvertOptions(
-        column_types={c: pa.string() for c in columns},
+        column_types={c: pa.string() for c in _csv_header(local)},
         null_values=[""],
         strings_can_be_null=True,
         quoted_strings_can_be_null=True,
@@ -111,6 +148,7 @@ def _csv_batches(local: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
     reader = pv.open_csv(
         local,
         read_options=pv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+        parse_options=CSV_PARSE,
         convert_options=convert,
     )
     yield from reader
@@ -149,9 +187,9 @@ def iter_batches(
                     batch_size=batch_rows, row_groups=list(range(start, stop))
                 )
             else:
-                offset, source = 0, _csv_batches(local, file.columns)
+                offset, source = 0, _csv_batches(local)
             for table in _rebatch(source, batch_rows):
-                yield offset, table
+                yield offset, table.rename_columns(nfc(table.column_names))
                 offset += table.num_rows
     except pa.ArrowException as exc:
         raise UnreadableFileError(

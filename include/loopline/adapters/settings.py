@@ -158,15 +158,50 @@ def retry_delay_seconds() -> int:
     return int(os.environ.get("LOOPLINE_RETRY_DELAY_SECONDS", 300))
 
 
+def generated_secret(folder: Path, name: str) -> str:
+    """A random secret kept in ``folder/name`` (created 0600 on first use, in a 0700 folder):
+    the same one for every process of the stack that shares the folder."""
+    import secrets
+
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / name
+    if not path.exists():
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(secrets.token_urlsafe(64))
+    return path.read_text().strip()
+
+
+def analyst_limits() -> tuple[int, int]:
+    """Seconds an analyst's statement may run, and an analyst's transaction may sit idle,
+    before the pipeline ends the session (``LOOPLINE_ANALYST_MAX_STATEMENT_MINUTES``, default
+    30; ``LOOPLINE_ANALYST_MAX_IDLE_MINUTES``, default 10)."""
+    statement = float(os.environ.get("LOOPLINE_ANALYST_MAX_STATEMENT_MINUTES", 30))
+    idle = float(os.environ.get("LOOPLINE_ANALYST_MAX_IDLE_MINUTES", 10))
+    return int(statement * 60), int(idle * 60)
+
+
 def airflow_environment(home: Path | None = None) -> dict[str, str]:
     """Settings every local Airflow process of loopline shares (CLI, `make run`, tests,
     benchmarks): its home (default: under the state folder), the repo's dags and plugins, no
-    example DAGs, and no telemetry from Great Expectations or MLflow (there is no network)."""
+    example DAGs, and no telemetry from Great Expectations or MLflow (there is no network).
+
+    XGBoost's OpenMP threads wait passively: spinning at a barrier, a thread whose core another
+    process holds (a second task, PostgreSQL) stalls the others, and a 2-thread fit of 17k rows
+    took 30 s instead of 0.3 s here (docs/benchmarks.md).
+
+    The api-server signs its tokens with a key generated into the home (``jwt_secret``, 64
+    random bytes, 0600), not Airflow's short default."""
+    home = home or state_dir() / "airflow"
     return {
-        "AIRFLOW_HOME": str(home or state_dir() / "airflow"),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__API_AUTH__JWT_SECRET": generated_secret(home, "jwt_secret"),
+        "AIRFLOW__API__SECRET_KEY": generated_secret(home, "api_secret_key"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "GX_ANALYTICS_ENABLED": "False",
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "OMP_WAIT_POLICY": "PASSIVE",
     }

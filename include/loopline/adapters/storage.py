@@ -81,6 +81,21 @@ def s3_client():
     return _client(settings.s3_endpoint())
 
 
+def create_buckets(buckets, *, endpoint: str, key: str, secret: str, region: str) -> None:
+    """Create S3 buckets on a server this process is not configured for (a new cluster's)."""
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        region_name=region,
+    )
+    for bucket in buckets:
+        client.create_bucket(Bucket=bucket)
+
+
 def _s3_objects(prefix: str, delimiter: str | None = "/") -> tuple[list[dict], list[str]]:
     """Objects and (with a delimiter) sub-folder prefixes under ``prefix``."""
     bucket, key = _bucket_key(prefix)
@@ -127,6 +142,15 @@ def list_files(folder: str) -> list[DataFile]:
         for path in sorted(directory.iterdir())
         if path.is_file() and _is_data(path.name)
     ]
+
+
+def outside(path: str, root: str) -> str | None:
+    """Where a local file really is, if a symbolic link takes it out of ``root`` (else None):
+    a landing zone must not become a way to read any file the pipeline's user can read."""
+    if is_s3(path):
+        return None
+    real, base = _local(path).resolve(), _local(root).resolve()
+    return None if real.is_relative_to(base) else str(real)
 
 
 def list_tree(folder: str) -> list[DataFile]:
@@ -182,6 +206,21 @@ def read_bytes(path: str) -> bytes:
     return _local(path).read_bytes()
 
 
+def read_bytes_if_any(path: str) -> bytes | None:
+    """The file's bytes, or None if there is no such file (local or S3)."""
+    if not is_s3(path):
+        local = _local(path)
+        return local.read_bytes() if local.exists() else None
+    from botocore.exceptions import ClientError
+
+    try:
+        return read_bytes(path)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
 def sha256(path: str) -> str:
     """SHA-256 of a file's bytes, streamed (never the whole file in memory)."""
     digest = hashlib.sha256()
@@ -232,8 +271,21 @@ def upload_file(local: Path, path: str) -> None:
     target = _local(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(local, tmp)
-    tmp.replace(target)
+    try:
+        shutil.copyfile(local, tmp)
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a disk that filled up leaves no half file behind
+        raise
+
+
+def delete(path: str) -> None:
+    """Remove one file (absent: nothing to do)."""
+    if is_s3(path):
+        bucket, key = _bucket_key(path)
+        s3_client().delete_object(Bucket=bucket, Key=key)
+    else:
+        _local(path).unlink(missing_ok=True)
 
 
 @contextmanager

@@ -46,7 +46,8 @@ def engine(url: str | None = None) -> Engine:
 
 @cache
 def _engine(url: str) -> Engine:
-    return create_engine(url, pool_pre_ping=True, future=True)
+    # A server that is down is said within seconds, not after the kernel's connect timeout.
+    return create_engine(url, pool_pre_ping=True, future=True, connect_args={"connect_timeout": 10})
 
 
 def _unavailable(exc: Exception) -> StoreUnavailableError:
@@ -322,6 +323,26 @@ def validation_results(model: str, url=None) -> pd.DataFrame:
 # --- predictions ------------------------------------------------------------------------------
 
 
+ANALYST_ROLE = "loopline_analyst"
+
+
+def end_overlong_analyst_work(url=None) -> int:
+    """End analyst sessions whose statement has run longer than the limit, or that sat idle in
+    an open transaction longer than theirs (``settings.analyst_limits``): the role's timeouts
+    are defaults its sessions may lift; these limits hold. Returns how many were ended."""
+    statement, idle = settings.analyst_limits()
+    ended = query(
+        "SELECT pid, pg_terminate_backend(pid) AS ended FROM pg_stat_activity "
+        "WHERE usename = %(role)s AND pid <> pg_backend_pid() AND ("
+        "(state = 'active' AND now() - query_start > make_interval(secs => %(statement)s)) OR "
+        "(state LIKE 'idle in transaction%%' AND now() - state_change > "
+        "make_interval(secs => %(idle)s)))",
+        {"role": ANALYST_ROLE, "statement": statement, "idle": idle},
+        url,
+    )
+    return int(ended["ended"].sum()) if len(ended) else 0
+
+
 def stage_predictions(
     model: str, day: dt.date, attempt: str, shard: int, tables: Iterable[pa.Table], url=None
 ) -> int:
@@ -358,13 +379,35 @@ def swap_predictions(
     constants: dict,
     table: str = "predictions",
     url=None,
+    *,
+    published_attempt: str | None = None,
 ) -> int:
     """Replace the day's rows of ``table`` (the champion's ``predictions``, or the challenger's
     ``shadow_predictions``) by the staged rows of ``attempt`` in one transaction, after checking
-    every shard staged the rows it should have (``{shard: rows}``)."""
+    that the day still points at ``published_attempt`` (the lake files that were scored: a day
+    published again since then is another day's rows) and that every shard staged the rows it
+    should have (``{shard: rows}``)."""
     if table not in PREDICTION_TABLES:
         raise ValueError(f"not a predictions table: {table}")
     with partition_transaction(model, day, url) as cursor:
+        if published_attempt is not None:
+            cursor.execute(
+                f"SELECT attempt, run_id FROM {SCHEMA}.lake_partitions "
+                "WHERE model = %(model)s AND partition_date = %(day)s",
+                {"model": model, "day": day},
+            )
+            now = cursor.fetchone()
+            if now is None or now[0] != published_attempt:
+                newer = f"attempt {now[0]} of run {now[1]}" if now else "no published rows"
+                raise PermanentError(
+                    f"this run scored the day's lake attempt {published_attempt}, but the day "
+                    f"now points at {newer}: its predictions would not be the day's rows, so "
+                    "they are not swapped in",
+                    model=model,
+                    day=day,
+                    hint="nothing: the run that published the day scores it (re-run this "
+                    "day's predict tasks to score the current rows yourself)",
+                )
         cursor.execute(
             f"SELECT shard, count(*) FROM {SCHEMA}.predictions_staging "
             "WHERE attempt = %(attempt)s GROUP BY shard",
@@ -471,9 +514,17 @@ def window_scores(model: str, start: dt.date, end: dt.date, chunk_rows: int, url
 
 
 def labelled_predictions(
-    model: str, start: dt.date, end: dt.date, version: int | None = None, url=None
+    model: str,
+    start: dt.date,
+    end: dt.date,
+    version: int | None = None,
+    url=None,
+    *,
+    max_rows: int | None = None,
 ) -> pd.DataFrame:
-    """Predictions of days ``start..end`` joined to their labels (optionally one version)."""
+    """Predictions of days ``start..end`` joined to their labels (optionally one version).
+    With ``max_rows``, a sample of about that many rows, the same share of every day, chosen
+    by a hash of the entity id (so the same rows are chosen on every read)."""
     sql = (
         f"SELECT p.partition_date, p.model_version, p.score, l.label FROM {SCHEMA}.predictions p "
         f"JOIN {SCHEMA}.labels l USING (model, partition_date, entity_id) "
@@ -483,6 +534,17 @@ def labelled_predictions(
     if version is not None:
         sql += " AND p.model_version = %(version)s"
         params["version"] = int(version)
+    if max_rows is not None:
+        total = _scalar(
+            f"SELECT coalesce(sum(rows), 0) FROM {SCHEMA}.model_performance "
+            "WHERE model = %(model)s AND partition_date BETWEEN %(start)s AND %(end)s",
+            params,
+            url,
+        )
+        share = min(1.0, max_rows / max(float(total or 0), 1.0))
+        if share < 1.0:
+            sql += " AND (hashtext(p.entity_id) & 1023) < %(cut)s"
+            params["cut"] = max(1, int(share * 1024))
     return query(sql, params, url)
 
 
@@ -598,6 +660,7 @@ def save_drift_report(model: str, day: dt.date, report: dict, features: pd.DataF
             "WHERE model = %(model)s AND partition_date = %(day)s",
             {"model": model, "day": day},
         )
+        faults.point("drift.in_transaction")
         row = {
             **report,
             "model": model,
@@ -645,10 +708,11 @@ def recent_drift_flags(model: str, day: dt.date, m: int, url=None) -> list[bool]
 
 
 def days_since_last_trigger(model: str, day: dt.date, url=None) -> int | None:
-    """Data days since the last triggered retraining strictly before ``day`` (any source)."""
+    """Data days since the last triggered retraining strictly before ``day`` (any source), not
+    counting follow-ups: those are bounded per change, and must not delay a newer change."""
     last = _scalar(
         f"SELECT max(partition_date) FROM {SCHEMA}.retrain_decisions "
-        "WHERE model = %(model)s AND triggered AND partition_date < %(day)s",
+        "WHERE model = %(model)s AND triggered AND NOT follow_up AND partition_date < %(day)s",
         {"model": model, "day": day},
         url,
     )
@@ -656,14 +720,17 @@ def days_since_last_trigger(model: str, day: dt.date, url=None) -> int | None:
 
 
 def record_retrain_decision(row: dict, url=None) -> None:
+    row = {"change_date": None, "follow_up": False, **row}
     _execute(
         f"INSERT INTO {SCHEMA}.retrain_decisions (model, partition_date, source, triggered, "
-        "reason, report_id, train_run_id, dag_run_id) VALUES (%(model)s, %(partition_date)s, "
-        "%(source)s, %(triggered)s, %(reason)s, %(report_id)s, %(train_run_id)s, "
-        "%(dag_run_id)s) ON CONFLICT (model, partition_date, source) DO UPDATE SET "
+        "reason, report_id, train_run_id, dag_run_id, change_date, follow_up) VALUES (%(model)s, "
+        "%(partition_date)s, %(source)s, %(triggered)s, %(reason)s, %(report_id)s, "
+        "%(train_run_id)s, %(dag_run_id)s, %(change_date)s, %(follow_up)s) "
+        "ON CONFLICT (model, partition_date, source) DO UPDATE SET "
         "triggered = EXCLUDED.triggered, reason = EXCLUDED.reason, "
         "report_id = EXCLUDED.report_id, train_run_id = EXCLUDED.train_run_id, "
-        "dag_run_id = EXCLUDED.dag_run_id, created_at = now()",
+        "dag_run_id = EXCLUDED.dag_run_id, change_date = EXCLUDED.change_date, "
+        "follow_up = EXCLUDED.follow_up, created_at = now()",
         row,
         url,
     )
@@ -671,11 +738,49 @@ def record_retrain_decision(row: dict, url=None) -> None:
 
 def retrain_decisions(model: str, url=None) -> pd.DataFrame:
     return query(
-        f"SELECT partition_date, source, triggered, reason FROM {SCHEMA}.retrain_decisions "
-        "WHERE model = %(model)s ORDER BY partition_date, source",
+        f"SELECT partition_date, source, triggered, reason, change_date, follow_up "
+        f"FROM {SCHEMA}.retrain_decisions WHERE model = %(model)s ORDER BY partition_date, source",
         {"model": model},
         url,
     )
+
+
+def open_change(model: str, day: dt.date, since: dt.date, url=None) -> dict | None:
+    """The newest change a retraining was triggered for on a day in ``since``..before ``day``:
+    ``first_day``, ``retrainings`` (every one triggered for it before ``day``, however long
+    ago: the bound per change counts them all), ``last_trigger``; or None."""
+    frame = query(
+        f"WITH newest AS (SELECT change_date FROM {SCHEMA}.retrain_decisions "
+        "WHERE model = %(model)s AND triggered AND change_date IS NOT NULL "
+        "AND partition_date < %(day)s AND partition_date >= %(since)s "
+        "ORDER BY change_date DESC LIMIT 1) "
+        "SELECT d.change_date AS first_day, count(*) AS retrainings, "
+        f"max(d.partition_date) AS last_trigger FROM {SCHEMA}.retrain_decisions d "
+        "JOIN newest USING (change_date) WHERE d.model = %(model)s AND d.triggered "
+        "AND d.partition_date < %(day)s GROUP BY d.change_date",
+        {"model": model, "day": day, "since": since},
+        url,
+    )
+    if frame.empty:
+        return None
+    row = frame.iloc[0]
+    return {
+        "first_day": row.first_day,
+        "retrainings": int(row.retrainings),
+        "last_trigger": row.last_trigger,
+    }
+
+
+def drift_verdicts(model: str, day: dt.date, limit: int, url=None) -> list[tuple[dt.date, bool]]:
+    """The newest ``limit`` dataset-drift verdicts up to ``day``, newest first."""
+    frame = query(
+        f"SELECT partition_date, dataset_drift FROM {SCHEMA}.drift_reports "
+        "WHERE model = %(model)s AND partition_date <= %(day)s "
+        "ORDER BY partition_date DESC LIMIT %(limit)s",
+        {"model": model, "day": day, "limit": limit},
+        url,
+    )
+    return [(d, bool(v)) for d, v in zip(frame.partition_date, frame.dataset_drift, strict=True)]
 
 
 def replace_performance(model: str, day: dt.date, rows: pd.DataFrame, url=None) -> None:
@@ -683,44 +788,95 @@ def replace_performance(model: str, day: dt.date, rows: pd.DataFrame, url=None) 
         _replace(cursor, "model_performance", model, day, rows)
 
 
-def performance(model: str, url=None) -> pd.DataFrame:
-    return query(
-        f"SELECT partition_date, model_version, rows, primary_metric, value, reference, degraded "
-        f"FROM {SCHEMA}.model_performance WHERE model = %(model)s "
-        "ORDER BY partition_date, model_version",
-        {"model": model},
-        url,
+def performance(
+    model: str, start: dt.date | None = None, end: dt.date | None = None, url=None
+) -> pd.DataFrame:
+    """Realized performance per scored day and version (optionally of days ``start..end``)."""
+    sql = (
+        f"SELECT partition_date, model_version, rows, primary_metric, value, reference, "
+        f"live_reference, degraded FROM {SCHEMA}.model_performance WHERE model = %(model)s"
     )
+    params: dict = {"model": model}
+    if start is not None:
+        sql += " AND partition_date BETWEEN %(start)s AND %(end)s"
+        params |= {"start": start, "end": end}
+    return query(sql + " ORDER BY partition_date, model_version", params, url)
 
 
 # --- model history ------------------------------------------------------------------------------
 
 
-def record_model_event(row: dict, url=None) -> None:
-    """Append to the promotion / rejection / rollback history (``model_events``)."""
-    row = {**row, "reasons": json.dumps(row["reasons"]), "metrics": json.dumps(row["metrics"])}
+def record_model_event(row: dict, url=None) -> int:
+    """Append to the promotion / rejection / rollback history (``model_events``); returns the
+    event's id. ``state`` defaults to done (see loopline.steps.aliases for pending ones)."""
+    row = {
+        "state": "done",
+        "alias": None,
+        "removes_alias": False,
+        **row,
+        "reasons": json.dumps(row["reasons"]),
+        "metrics": json.dumps(row["metrics"]),
+    }
+    return int(
+        _scalar(
+            f"INSERT INTO {SCHEMA}.model_events (model, event, version, previous_champion, "
+            "reasons, metrics, mlflow_run_id, dag_run_id, state, alias, removes_alias) VALUES "
+            "(%(model)s, %(event)s, %(version)s, %(previous_champion)s, "
+            "CAST(%(reasons)s AS jsonb), CAST(%(metrics)s AS jsonb), %(mlflow_run_id)s, "
+            "%(dag_run_id)s, %(state)s, %(alias)s, %(removes_alias)s) RETURNING id",
+            row,
+            url,
+        )
+    )
+
+
+def set_model_event_state(event_id: int, state: str, url=None) -> None:
     _execute(
-        f"INSERT INTO {SCHEMA}.model_events (model, event, version, previous_champion, reasons, "
-        "metrics, mlflow_run_id, dag_run_id) VALUES (%(model)s, %(event)s, %(version)s, "
-        "%(previous_champion)s, CAST(%(reasons)s AS jsonb), CAST(%(metrics)s AS jsonb), "
-        "%(mlflow_run_id)s, %(dag_run_id)s)",
-        row,
+        f"UPDATE {SCHEMA}.model_events SET state = %(state)s WHERE id = %(id)s",
+        {"state": state, "id": int(event_id)},
         url,
     )
+
+
+def pending_model_events(model: str, url=None) -> list[dict]:
+    """Events written ahead of an alias move that a crash left unsettled, oldest first."""
+    frame = query(
+        f"SELECT id, event, version, alias, removes_alias FROM {SCHEMA}.model_events "
+        "WHERE model = %(model)s AND state = 'pending' ORDER BY id",
+        {"model": model},
+        url,
+    )
+    return frame.to_dict("records")
+
+
+@contextmanager
+def model_lock(model: str, url=None) -> Iterator[None]:
+    """The model's lock (a session advisory lock on a connection of its own), held while its
+    aliases and history change: one change at a time, whichever process makes it."""
+    key = {"key": f"model:{model}"}
+    with _connection(url) as conn:
+        conn.exec_driver_sql("SELECT pg_advisory_lock(hashtext(%(key)s))", key)
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql("SELECT pg_advisory_unlock(hashtext(%(key)s))", key)
 
 
 def model_events(model: str, url=None) -> pd.DataFrame:
     """The append-only history, oldest first (``previous_champion`` is None or an int)."""
     frame = query(
         f"SELECT id, created_at, event, version, previous_champion, reasons, metrics, "
-        f"mlflow_run_id, dag_run_id FROM {SCHEMA}.model_events WHERE model = %(model)s "
+        f"mlflow_run_id, dag_run_id, state FROM {SCHEMA}.model_events WHERE model = %(model)s "
         "ORDER BY id",
         {"model": model},
         url,
     )
-    frame["previous_champion"] = [
-        None if pd.isna(v) else int(v) for v in frame["previous_champion"]
-    ]
+    # An object column: a list of ints and None would become floats and NaN ("v1.0", "vnan").
+    frame["previous_champion"] = pd.Series(
+        [None if pd.isna(v) else int(v) for v in frame["previous_champion"]],
+        index=frame.index,
+        dtype=object,
+    )
     return frame
 
 

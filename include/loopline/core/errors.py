@@ -69,6 +69,10 @@ class SpecError(PermanentError, ValueError):
         super().__init__(f"{path}: field '{field}': {message}")
 
 
+class UnknownModelError(PermanentError, LookupError):
+    """No spec file for the model name given (a typo, or another specs folder)."""
+
+
 class LandingMissingError(TransientError):
     """No landing files for the day yet: upstream may be late."""
 
@@ -77,8 +81,9 @@ class UnreadableFileError(PermanentError):
     """A landing or label file that cannot be parsed as its type."""
 
 
-class FileChangedError(TransientError):
-    """A file was replaced while the day was being processed: a re-run reads the new one."""
+class FileChangedError(PermanentError):
+    """A file changed while the day was being processed: the day's plan no longer fits it, so
+    retrying a shard cannot help; a re-run of the day plans it again."""
 
 
 class BatchValidationError(PermanentError):
@@ -97,6 +102,11 @@ class TrainingDataError(PermanentError):
     """Not enough labelled data to train; the message names the setting and what the data has."""
 
 
+class TooFewDaysError(TrainingDataError):
+    """Fewer labelled days than the training needs: time, not a fix, may cure it (a scheduled
+    training of a new model skips rather than fails)."""
+
+
 class PredictionInputError(PermanentError):
     """The champion needs a column the day's rows do not have."""
 
@@ -113,6 +123,10 @@ class NoChampionError(LooplineError):
     """No version carries the ``champion`` alias yet: nothing to score or compare with."""
 
     retryable = False
+
+
+class DiskFullError(PermanentError):
+    """No space left where loopline writes: a retry fills the same disk; free space first."""
 
 
 class StoreUnavailableError(TransientError):

@@ -240,6 +240,8 @@ class LocalPostgres:
         self.init()
         if not self.is_running():
             options = f"-p {self.port} -h 127.0.0.1 -k '' -c max_connections=200"
+            # Slots only the pipeline, Airflow and MLflow may use (include/sql/roles.sql).
+            options += " -c reserved_connections=20"
             # A day's swap rewrites a million rows and two indexes in one transaction: buffers
             # beyond the 128 MB default and fewer forced checkpoints make it ~20% faster
             # (benchmarks.md). Shared memory is only resident once used.

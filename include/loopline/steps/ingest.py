@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 
 from loopline.adapters import lake, landing, settings, storage, warehouse
-from loopline.core.errors import BatchValidationError, LandingMissingError
+from loopline.core.errors import BatchValidationError, LandingMissingError, UnreadableFileError
 from loopline.core.spec import ModelSpec
 from loopline.core.validation import check_columns
 
@@ -157,6 +157,15 @@ def plan_day(
             "mark the run failed or deliver an empty file",
             **where,
         )
+    root = landing_root or settings.landing_root()
+    for data_file in found:
+        if storage.outside(data_file.path, root) is not None:
+            raise UnreadableFileError(
+                f"is a symbolic link to a file outside the landing zone {root}: not read",
+                file=data_file.path,
+                hint="copy the file into the landing zone (links may point inside it only)",
+                **where,
+            )
     files = [landing.inspect(data_file, i, where) for i, data_file in enumerate(found)]
     try:
         for file in files:

@@ -11,8 +11,12 @@ import numpy as np
 import pandas as pd
 
 from loopline.adapters import lake, warehouse
+from loopline.core.columns import ENTITY_ID, LABEL, PARTITION_DATE
 from loopline.core.features import typed_frame
 from loopline.core.spec import ModelSpec
+
+# ``warehouse.labels_of_day`` gives SQL's column names; beside features, loopline's own.
+LABEL_COLUMNS = {"entity_id": ENTITY_ID, "label": LABEL}
 
 
 def days(spec: ModelSpec, start: dt.date, end: dt.date) -> pd.DataFrame:
@@ -40,12 +44,13 @@ def iter_window(
 
 def read_window(spec: ModelSpec, start: dt.date, end: dt.date, columns: list[str]) -> pd.DataFrame:
     """All published clean rows of ``start..end`` (small windows: tests, reports), with a
-    ``partition_date`` column."""
+    ``PARTITION_DATE`` column."""
     parts = [
-        frame.assign(partition_date=day) for day, frame in iter_window(spec, start, end, columns)
+        frame.assign(**{PARTITION_DATE: day})
+        for day, frame in iter_window(spec, start, end, columns)
     ]
     if not parts:
-        return pd.DataFrame(columns=[*columns, "partition_date"])
+        return pd.DataFrame(columns=[*columns, PARTITION_DATE])
     return pd.concat(parts, ignore_index=True)
 
 
@@ -58,7 +63,7 @@ def read_labelled(
     max_rows: int | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Published rows of ``start..end`` joined to their labels (a ``label`` column). With
+    """Published rows of ``start..end`` joined to their labels (a ``LABEL`` column). With
     ``max_rows``, a seeded sample with the same rate on every day keeps at most about that many
     rows, so memory stays bounded however long the window."""
     published = days(spec, start, end)
@@ -66,7 +71,7 @@ def read_labelled(
     published = published[published["partition_date"].isin(set(labelled["partition_date"]))]
     total = int(published["rows_clean"].sum())
     rate = 1.0 if not max_rows or total <= max_rows else max_rows / total
-    wanted = ["entity_id", *[c for c in columns if c != "entity_id"]]
+    wanted = [ENTITY_ID, *[c for c in columns if c != ENTITY_ID]]
     parts = []
     for row in published.itertuples():
         rng = np.random.default_rng([seed, row.partition_date.toordinal()])
@@ -79,7 +84,7 @@ def read_labelled(
             continue
         day = pd.concat(chunks, ignore_index=True).assign(_position=lambda f: np.arange(len(f)))
         joined = [
-            day.merge(labels, on="entity_id", how="inner")
+            day.merge(labels.rename(columns=LABEL_COLUMNS), on=ENTITY_ID, how="inner")
             for labels in warehouse.labels_of_day(
                 spec.name, row.partition_date, spec.processing.batch_rows
             )
@@ -89,7 +94,7 @@ def read_labelled(
         # The labels arrive in chunks: the day's rows are put back in their lake order.
         day = pd.concat(joined, ignore_index=True).sort_values("_position", kind="stable")
         day = day.drop(columns="_position").reset_index(drop=True)
-        parts.append(typed_frame(spec, day).assign(partition_date=row.partition_date))
+        parts.append(typed_frame(spec, day).assign(**{PARTITION_DATE: row.partition_date}))
     if not parts:
-        return pd.DataFrame(columns=[*wanted, "label", "partition_date"])
+        return pd.DataFrame(columns=[*wanted, LABEL, PARTITION_DATE])
     return pd.concat(parts, ignore_index=True)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from loopline.adapters import model_store, warehouse
 from loopline.core.errors import PermanentError, RollbackError
+from loopline.steps import aliases
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,8 @@ def history(model: str) -> pd.DataFrame:
 
 def previous_champion(model: str, current: int) -> int:
     events = history(model)
-    made = events[(events.version == current) & events.event.isin(["promoted", "rolled_back"])]
+    done = events[events.state == "done"]
+    made = done[(done.version == current) & done.event.isin(["promoted", "rolled_back"])]
     previous = [p for p in made.previous_champion if p is not None]
     if not previous:
         raise RollbackError(
@@ -46,21 +48,22 @@ def rollback(
     reason: str = "manual rollback",
     dag_run_id: str | None = None,
 ) -> RollbackResult:
-    current = model_store.champion_version(model)
-    if current is None:
-        raise RollbackError("no champion to roll back", model=model)
-    to_version = (
-        to_version if to_version is not None else previous_champion(model, int(current.version))
-    )
-    try:
-        target = model_store.model_version(model, to_version)
-    except PermanentError as exc:
-        raise RollbackError(
-            f"no version {to_version}", model=model, hint="`loopline history` lists the versions"
-        ) from exc
-    model_store.set_alias(model, model_store.CHAMPION, target.version)
-    warehouse.record_model_event(
-        {
+    with aliases.changing(model):  # a gate judging now waits, then sees the rollback
+        current = model_store.champion_version(model)
+        if current is None:
+            raise RollbackError("no champion to roll back", model=model)
+        to_version = (
+            to_version if to_version is not None else previous_champion(model, int(current.version))
+        )
+        try:
+            target = model_store.model_version(model, to_version)
+        except PermanentError as exc:
+            raise RollbackError(
+                f"no version {to_version}",
+                model=model,
+                hint="`loopline history` lists the versions",
+            ) from exc
+        row = {
             "model": model,
             "event": "rolled_back",
             "version": int(target.version),
@@ -70,5 +73,5 @@ def rollback(
             "mlflow_run_id": target.run_id,
             "dag_run_id": dag_run_id,
         }
-    )
+        aliases.record(row, alias=model_store.CHAMPION, version=int(target.version))
     return RollbackResult(model, int(target.version), int(current.version))

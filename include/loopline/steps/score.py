@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from loopline.adapters import lake, model_store, warehouse
 from loopline.core import faults
+from loopline.core.columns import ENTITY_ID
 from loopline.core.errors import NoChampionError, PermanentError, PredictionInputError
 from loopline.core.features import input_columns, typed_frame
 from loopline.core.spec import ModelSpec
@@ -48,6 +49,9 @@ class ScoringShard:
     version: int
     mlflow_run_id: str
     role: str = "champion"  # or "challenger" (shadow)
+    # The published lake attempt these files belong to: the swap checks the day still points
+    # at it, so a run that scored a day since published again cannot replace its predictions.
+    lake_attempt: str = ""
 
     @property
     def table(self) -> str:
@@ -103,6 +107,7 @@ def plan_scoring(
             int(version.version),
             version.run_id,
             role,
+            str(published["attempt"]),
         )
         for role, version, role_attempt in roles
         for i, f in enumerate(published["files"])
@@ -125,7 +130,7 @@ def score_chunk(spec: ModelSpec, champion: Champion, chunk: pd.DataFrame) -> pa.
         label = pa.nulls(len(score), pa.int32())
     return pa.table(
         {
-            "entity_id": pa.array(chunk["entity_id"].astype(str).to_numpy(dtype=object)),
+            "entity_id": pa.array(chunk[ENTITY_ID].astype(str).to_numpy(dtype=object)),
             "score": pa.array(score, pa.float64()),
             "predicted_label": label,
         }
@@ -146,7 +151,7 @@ def _check_columns(spec: ModelSpec, champion: Champion, shard: ScoringShard) -> 
             hint="restore the column in the spec and the data, or roll back / retrain the model "
             "without it",
         )
-    return ["entity_id", *champion.required_columns]
+    return [ENTITY_ID, *champion.required_columns]
 
 
 def score_shard(spec: ModelSpec, shard: ScoringShard, champion: Champion | None = None) -> int:
@@ -182,7 +187,11 @@ def swap_day(
     scored_at: pd.Timestamp,
 ) -> dict:
     """Replace the day's predictions (and the challenger's shadow predictions) with the
-    attempts' staged rows, each in one transaction."""
+    attempts' staged rows, each in one transaction. Analyst work that outlived its limits is
+    ended first (the analysts' role: docs/operations.md)."""
+    ended = warehouse.end_overlong_analyst_work()
+    if ended:
+        log.warning("model %s: ended %d analyst session(s) past their limits", spec.name, ended)
     result = {"model": spec.name, "partition_date": shards[0].day}
     for role in ("champion", "challenger"):
         mine = [s for s in shards if s.role == role]
@@ -198,7 +207,13 @@ def swap_day(
         }
         expected = {s.index: s.rows for s in mine if s.rows}
         rows = warehouse.swap_predictions(
-            spec.name, day, first.attempt, expected, constants, first.table
+            spec.name,
+            day,
+            first.attempt,
+            expected,
+            constants,
+            first.table,
+            published_attempt=first.lake_attempt or None,
         )
         log.info(
             "model %s v%d (%s), date %s: %d predictions", spec.name, first.version, role, day, rows

@@ -12,6 +12,7 @@ the size of the day.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import logging
 import time
@@ -23,8 +24,9 @@ import pandas as pd
 import pyarrow as pa
 
 from loopline.adapters import lake, landing, storage, warehouse
+from loopline.core import columns as own
 from loopline.core import faults
-from loopline.core.errors import BatchValidationError
+from loopline.core.errors import BatchValidationError, DiskFullError
 from loopline.core.spec import ModelSpec
 from loopline.core.validation import (
     ENTITY,
@@ -37,7 +39,11 @@ from loopline.core.validation import (
 from loopline.steps.ingest import DayPlan, Shard
 
 log = logging.getLogger(__name__)
-# An attempt folder nobody published and nobody wrote to for this long was left by a killed run.
+# An attempt whose writer has not renewed its lease for this long was left by a killed run (a
+# live shard renews it every LEASE_RENEW_SECONDS at most, as its batches go). Attempts from
+# before leases: nobody wrote to them for STALE_SECONDS.
+LEASE_SECONDS = 15 * 60
+LEASE_RENEW_SECONDS = 30
 STALE_SECONDS = 6 * 3600
 
 
@@ -61,10 +67,12 @@ class ShardResult:
 
 def _clean_table(spec: ModelSpec, typed: pd.DataFrame, rows, source: str, run_id: str):
     frame = typed.assign(
-        event_ts=typed["event_ts"].dt.floor("us"),
-        _source_file=source,
-        _row_number=rows,
-        _run_id=run_id,
+        **{
+            own.EVENT_TS: typed[own.EVENT_TS].dt.floor("us"),
+            own.SOURCE_FILE: source,
+            own.ROW_NUMBER: rows,
+            own.RUN_ID: run_id,
+        }
     )
     return pa.Table.from_pandas(frame, schema=lake.clean_schema(spec), preserve_index=False)
 
@@ -84,15 +92,37 @@ def _keys_table(file_index: int, ids: pd.Series, rows: np.ndarray, clean: np.nda
 
 
 def validate_shard(spec: ModelSpec, shard: Shard, *, run_id: str) -> ShardResult:
-    """Stream one shard's record batches through the rules into the attempt's folder."""
+    """Stream one shard's record batches through the rules into the attempt's folder. A disk
+    that fills up is said as such (model, day, folder, what to do), and the shard's files are
+    removed: nothing half written stays behind."""
     day, folder = shard.day, lake.attempt_folder(spec.name, shard.day, shard.attempt)
-    where = {"model": spec.name, "day": day}
     result = ShardResult(
         shard.index,
         lake.part_path(folder, shard.index),
         lake.work_path(folder, "quarantine", shard.index),
         lake.work_path(folder, "keys", shard.index),
     )
+    try:
+        return _write_shard(spec, shard, result, run_id)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        for path in (result.clean_path, result.quarantine_path, result.keys_path):
+            storage.delete(path)
+        raise DiskFullError(
+            f"no space left on the disk while writing the day's clean rows under {folder} "
+            f"({exc.strerror})",
+            model=spec.name,
+            day=day,
+            hint="free space on the lake's disk (or grow it), then re-run the day: nothing of "
+            "this attempt was published and its files are removed",
+        ) from exc
+
+
+def _write_shard(spec: ModelSpec, shard: Shard, result: ShardResult, run_id: str) -> ShardResult:
+    day = shard.day
+    where = {"model": spec.name, "day": day}
+    renewed = _renew(spec, shard, 0.0)
     validator, failed, started = RowValidator(spec), Counter(), time.monotonic()
     with (
         lake.ParquetPart(result.clean_path, lake.clean_schema(spec)) as clean,
@@ -100,12 +130,13 @@ def validate_shard(spec: ModelSpec, shard: Shard, *, run_id: str) -> ShardResult
         lake.ParquetPart(result.keys_path, lake.KEYS_SCHEMA) as keys,
     ):
         for piece in shard.pieces:
-            file = piece.file
+            file, read_before = piece.file, result.rows_read
             landing.check_unchanged(file, where)
             batches = landing.iter_batches(
                 file, spec.processing.batch_rows, where, piece.row_groups
             )
             for offset, table in batches:
+                renewed = _renew(spec, shard, renewed)
                 outcome = validate_batch(spec, day, table.to_pandas(), validator)
                 rows = np.arange(offset, offset + table.num_rows, dtype=np.int64)
                 bad = outcome.bad
@@ -126,6 +157,9 @@ def validate_shard(spec: ModelSpec, shard: Shard, *, run_id: str) -> ShardResult
                 )
                 result.rows_bad += len(positions)
                 result.rows_clean += table.num_rows - len(positions)
+            # Read as planned, or not at all: a file that grew (or shrank) while it was read
+            # would be published short (or with rows nobody checked) as a success.
+            landing.check_unchanged(file, where, rows=result.rows_read - read_before, of=piece.rows)
     faults.point("validate.shard_written")
     result.failed = {f"{c}|{k}": int(n) for (c, k), n in failed.items()}
     result.bad_files = sorted(set(result.bad_files))
@@ -141,6 +175,15 @@ def validate_shard(spec: ModelSpec, shard: Shard, *, run_id: str) -> ShardResult
         time.monotonic() - started,
     )
     return result
+
+
+def _renew(spec: ModelSpec, shard: Shard, last: float) -> float:
+    """Renew the attempt's lease if the last renewal is older than LEASE_RENEW_SECONDS."""
+    now = time.monotonic()
+    if now - last < LEASE_RENEW_SECONDS and last:
+        return last
+    lake.renew_lease(spec.name, shard.day, shard.attempt)
+    return now
 
 
 def _quarantine_table(path: str, table: pa.Table, outcome, positions, rows) -> pa.Table:
@@ -218,8 +261,8 @@ def _drop_rows(spec: ModelSpec, result: ShardResult, drop: set[tuple[str, int]])
     with lake.ParquetPart(result.clean_path, lake.clean_schema(spec)) as part:
         for table in batches:
             keys = zip(
-                table.column("_source_file").to_pylist(),
-                table.column("_row_number").to_pylist(),
+                table.column(own.SOURCE_FILE).to_pylist(),
+                table.column(own.ROW_NUMBER).to_pylist(),
                 strict=True,
             )
             part.write(table.filter(pa.array([k not in drop for k in keys], pa.bool_())))
@@ -376,8 +419,9 @@ def _ingested_files(plan: DayPlan, results: list[ShardResult], run_id: str) -> p
 
 
 def _clean_up(spec: ModelSpec, plan: DayPlan, previous: dict | None) -> None:
-    """After publishing: the superseded attempt, this attempt's work files, and attempts that
-    nobody published or touched for ``STALE_SECONDS`` (left by killed runs)."""
+    """After publishing: the superseded attempt, this attempt's work files, and attempts left
+    by killed runs: their lease not renewed for ``LEASE_SECONDS`` (older attempts without a
+    lease: untouched for ``STALE_SECONDS``)."""
     current = lake.attempt_folder(spec.name, plan.day, plan.attempt)
     storage.delete_tree(storage.join(current, "_work"))
     if previous and previous["attempt"] != plan.attempt:
@@ -387,8 +431,12 @@ def _clean_up(spec: ModelSpec, plan: DayPlan, previous: dict | None) -> None:
         if attempt == plan.attempt:
             continue
         folder = lake.attempt_folder(spec.name, plan.day, attempt)
-        files = storage.list_tree(folder)
-        if all(now - f.modified > STALE_SECONDS for f in files):
+        age = lake.lease_age(spec.name, plan.day, attempt, now)
+        if age is not None:
+            stale = age > LEASE_SECONDS
+        else:
+            stale = all(now - f.modified > STALE_SECONDS for f in storage.list_tree(folder))
+        if stale:
             storage.delete_tree(folder)
 
 

@@ -30,12 +30,12 @@ RUN = "migration-0007"
 
 def _feature_types(model: str, records: list[dict]) -> dict[str, pa.DataType]:
     from loopline.adapters.specs import get_spec
-    from loopline.core.errors import SpecError
+    from loopline.core.errors import SpecError, UnknownModelError
 
     try:
         spec = get_spec(model)
         return {f.name: pa.float64() if f.type == "numeric" else pa.string() for f in spec.features}
-    except SpecError:
+    except (SpecError, UnknownModelError):
         keys = sorted({k for r in records for k in r})
         numeric = {k: all(isinstance(r.get(k), int | float | None) for r in records) for k in keys}
         return {k: pa.float64() if numeric[k] else pa.string() for k in keys}
