@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint venv db-start db-stop psql reset help
+.PHONY: run test lint venv system-test db-start db-stop psql reset help
 
 help:
 	@echo "make run    set up, then run the main job on the embedded warehouse"
@@ -26,7 +26,12 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 run: $(STAMP)
 	$(BIN)/loopline demo
 
-test: $(STAMP)
+# The browser (Chromium + its driver) and Redis: installed with apt-get where no password is
+# needed, else a stop in the first seconds with the command to run (before the virtualenv).
+system-test:
+	$(PYTHON) include/loopline/dev/system.py test
+
+test: system-test $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -31,11 +31,25 @@ def _spec(name: str):
     return get_spec(name)
 
 
+def airflow_metadata_url() -> str:
+    """The one Airflow metadata database of this checkout: ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``
+    if set, else the embedded PostgreSQL's ``airflow`` database (started if needed): the CLI's
+    runs, `loopline airflow ...`, `loopline up` and `make run` all read and write the same one."""
+    configured = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    if configured:
+        return configured
+    server = _server()
+    server.start()
+    return server.url("airflow")
+
+
 def prepare_airflow() -> None:
-    """Point Airflow at the state folder, make sure its metadata DB is migrated, and fail tasks
-    at once (no retries): a person at a terminal wants the message now."""
+    """Point Airflow at the state folder and the one metadata database, make sure it is
+    migrated, and fail tasks at once (no retries): a person at a terminal wants the message
+    now."""
     for key, value in settings.airflow_environment().items():
         os.environ.setdefault(key, value)
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = airflow_metadata_url()
     os.environ.setdefault("LOOPLINE_TASK_RETRIES", "0")
     Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     subprocess.run(
@@ -122,6 +136,8 @@ def _runner():
     prepare_airflow()
     runner = Runner()
     print(f"  (Airflow task logs: {runner.log_path})", flush=True)
+    for run_id in runner.healed:
+        print(f"  marked failed: {run_id} (the loopline command that ran it is gone)", flush=True)
     return runner
 
 
@@ -148,6 +164,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_dag(args: argparse.Namespace) -> int:
+    """Run any DAG of the project (a hand-written one too) with ``dag.test``: once with the
+    given conf, or once per day of ``--start .. --end`` with ``partition_date`` set."""
+    import json
+
+    try:
+        conf = json.loads(args.conf) if args.conf else {}
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"loopline dag: --conf is not JSON: {error}") from error
+    if not isinstance(conf, dict):
+        raise SystemExit("loopline dag: --conf must be a JSON object")
+    runner, ok = _runner(), True
+    if (args.start is None) != (args.end is None):
+        raise SystemExit("loopline dag: give both --start and --end, or neither")
+    days = _days(args) if args.start is not None else [None]
+    for day in days:
+        run_conf = {**conf, "partition_date": day.isoformat()} if day else conf
+        outcome = runner.run(args.dag_id, run_conf, day.isoformat() if day else "(once)")
+        print(outcome.line(), flush=True)
+        ok &= outcome.ok
+    return 0 if ok else 1
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     spec = _spec(args.model)
     runner = _runner()
@@ -159,20 +198,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Day by day as the scheduler would: daily, labels, then any training the trigger queued."""
+    """Day by day as the scheduler would: daily, labels, the trainings the trigger queued and
+    those ``training.cron`` starts. Every run prints what it skipped and why (no champion yet,
+    too few labelled days), so a replay that scores nothing says so."""
     spec = _spec(args.model)
-    runner, ok = _runner(), True
-    for day in _days(args):
-        conf = {"partition_date": day.isoformat()}
-        for kind in ("daily", "labels"):
-            outcome = runner.run(f"{spec.name}_{kind}", conf, day.isoformat())
-            print(outcome.line(), flush=True)
-            ok &= outcome.ok
-        for outcome in runner.run_queued_trainings(spec.name):
-            print(outcome.line(), flush=True)
-            ok &= outcome.ok
+    runner, ok, skipped = _runner(), True, 0
+    for outcome in runner.replay(spec, _days(args), scheduled=not args.no_schedule):
+        print(outcome.line(), flush=True)
+        ok &= outcome.ok
+        skipped += len(outcome.skipped)
     print_summary(spec.name)
     print_history(spec.name)
+    if skipped:
+        print(
+            f"\n{spec.name}: {skipped} task(s) skipped, reasons above; `loopline history "
+            f"{spec.name}` and the Models view show what the loop decided"
+        )
     return 0 if ok else 1
 
 
@@ -191,8 +232,9 @@ def print_history(model: str) -> None:
         print(f"{model}: no promotions, rejections or rollbacks yet")
     for e in events.itertuples():
         previous = f" (was v{e.previous_champion})" if e.previous_champion is not None else ""
+        state = "" if e.state == "done" else f" [{e.state}: a crash stopped it]"
         print(
-            f"{e.created_at:%Y-%m-%d %H:%M:%S}  v{e.version:<3} {e.event:<12}{previous}  "
+            f"{e.created_at:%Y-%m-%d %H:%M:%S}  v{e.version:<3} {e.event:<12}{previous}{state}  "
             + "; ".join(e.reasons)
         )
 
@@ -217,7 +259,9 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_challenger(args: argparse.Namespace) -> int:
-    """Put a version in shadow, promote the challenger, or retire it (recorded)."""
+    """Put a version in shadow, promote the challenger, or retire it (recorded). Promoting or
+    retiring acts on the current challenger: a ``--version`` that is not it is refused."""
+    from loopline.adapters import model_store
     from loopline.steps import shadow
 
     model = _spec(args.model).name
@@ -226,7 +270,19 @@ def cmd_challenger(args: argparse.Namespace) -> int:
             raise SystemExit("loopline challenger set: give --version")
         shadow.set_challenger(model, args.version, reason=args.reason)
         print(f"{model}: v{args.version} scores in shadow from the next daily run")
-    elif args.action == "promote":
+        return 0
+    challenger = model_store.alias_version(model, model_store.CHALLENGER)
+    current = int(challenger.version) if challenger is not None else None
+    if args.version is not None and args.version != current:
+        now = f"v{current} is" if current is not None else "there is none"
+        raise SystemExit(
+            f"loopline challenger {args.action}: v{args.version} is not {model}'s challenger "
+            f"({now}); `loopline challenger set {model} --version {args.version}` makes it one"
+        )
+    if args.action == "promote":
+        champion = model_store.champion_version(model)
+        over = f" over champion v{champion.version}" if champion is not None else ""
+        print(f"{model}: promoting challenger v{current}{over} ({args.reason})", flush=True)
         print(f"{model}: v{shadow.promote(model, reason=args.reason)} is the champion")
     else:
         print(f"{model}: v{shadow.retire(model, reason=args.reason)} retired from shadow")
@@ -234,13 +290,10 @@ def cmd_challenger(args: argparse.Namespace) -> int:
 
 
 def _local_airflow(port: int = 8080):
-    """The local Airflow stack of `make run`: its home, and its metadata on the embedded
-    PostgreSQL (started if needed)."""
+    """The local Airflow stack of `make run`: its home, and the one metadata database."""
     from loopline.dev.stack import LocalAirflow
 
-    server = _server()
-    server.start()
-    return LocalAirflow(settings.state_dir() / "airflow", server.url("airflow"), port=port)
+    return LocalAirflow(settings.state_dir() / "airflow", airflow_metadata_url(), port=port)
 
 
 def cmd_airflow(args: argparse.Namespace) -> int:
@@ -253,11 +306,16 @@ def cmd_airflow(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     """Only Airflow (api-server, scheduler, dag-processor, triggerer) until Ctrl-C, SIGTERM or
     SIGHUP: the local stack without `make run`'s simulation and backfills. Stops every process
-    it started, the embedded PostgreSQL too if it was not running before."""
+    it started, the embedded PostgreSQL too if it was not running before. With ``--executor
+    celery``: the team setup's topology on loopback (a Redis broker, an S3-API server with the
+    lake and MLflow's artifacts, the MLflow tracking server, N Celery workers with folders of
+    their own; loopline.dev.cluster)."""
     from loopline.dev.stack import LocalAirflow, stop_on_signals
 
     server = _server()
     with stop_on_signals(), server.running():
+        if args.executor == "celery":
+            return _up_cluster(server, args)
         airflow = LocalAirflow(
             settings.state_dir() / "airflow", server.url("airflow"), port=args.port
         )
@@ -270,6 +328,32 @@ def cmd_up(args: argparse.Namespace) -> int:
                 flush=True,
             )
             airflow.stay_up()
+    return 0
+
+
+def _up_cluster(server, args: argparse.Namespace) -> int:
+    from loopline.dev.cluster import LocalCluster
+
+    cluster = LocalCluster(
+        settings.state_dir() / "cluster", workers=args.workers, port=args.port, server=server
+    )
+    try:
+        with cluster.running():
+            airflow = cluster.airflow
+            airflow.wait_healthy()
+            endpoints = cluster.endpoints
+            print(
+                f"Airflow UI {airflow.url}  login: admin / {airflow.password()}  "
+                f"(CeleryExecutor, {args.workers} worker(s))\n"
+                f"  broker redis://{endpoints.redis}  S3 {endpoints.s3} (lake, landing, labels, "
+                f"reports: s3://loopline/, MLflow artifacts: s3://mlflow/)\n"
+                f"  MLflow {endpoints.mlflow}  workers' folders: {cluster.root}/worker<N>/\n"
+                f"  the same settings in another shell: source {cluster.root / 'env.sh'}",
+                flush=True,
+            )
+            airflow.stay_up()
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
     return 0
 
 
@@ -340,10 +424,27 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     replay = sub.add_parser(
-        "replay", help="day by day as the scheduler would: daily, labels, queued trainings"
+        "replay",
+        help="day by day as the scheduler would: daily, labels, triggered and scheduled trainings",
     )
     _range(replay)
+    replay.add_argument(
+        "--no-schedule",
+        action="store_true",
+        help="leave out the trainings training.cron would start (only triggered ones run)",
+    )
     replay.set_defaults(func=cmd_replay)
+
+    any_dag = sub.add_parser(
+        "dag", help="run any DAG of the project, hand-written ones too (dag.test)"
+    )
+    any_dag.add_argument(
+        "dag_id", help="e.g. churn_custom_daily (see `loopline airflow dags list`)"
+    )
+    any_dag.add_argument("--start", type=_date, help="first day (sets partition_date)")
+    any_dag.add_argument("--end", type=_date, help="last day")
+    any_dag.add_argument("--conf", help='the run conf as JSON, e.g. \'{"reason": "..."}\'')
+    any_dag.set_defaults(func=cmd_dag)
 
     train = sub.add_parser("train", help="train, evaluate and gate a model now (dag.test)")
     train.add_argument("model", type=_model)
@@ -373,7 +474,11 @@ def parser() -> argparse.ArgumentParser:
     )
     challenger.add_argument("action", choices=["set", "promote", "retire"])
     challenger.add_argument("model", type=_model)
-    challenger.add_argument("--version", type=int, help="for set: the version to shadow")
+    challenger.add_argument(
+        "--version",
+        type=int,
+        help="set: the version to shadow; promote/retire: refused unless it is the challenger",
+    )
     challenger.add_argument("--reason", default="by hand (CLI)")
     challenger.set_defaults(func=cmd_challenger)
 
@@ -387,6 +492,15 @@ def parser() -> argparse.ArgumentParser:
         "up", help="start only the local Airflow (UI, scheduler, ...) until Ctrl-C or SIGTERM"
     )
     up.add_argument("--port", type=int, default=8080, help="Airflow UI / API port")
+    up.add_argument(
+        "--executor",
+        choices=["local", "celery"],
+        default="local",
+        help="local: LocalExecutor; celery: the team setup's topology on loopback",
+    )
+    up.add_argument(
+        "--workers", type=int, default=2, help="Celery workers (with --executor celery)"
+    )
     up.set_defaults(func=cmd_up)
 
     demo = sub.add_parser("demo", help="the main job of `make run`: the loop through Airflow")
@@ -406,6 +520,9 @@ def _terminate(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Owner-only files: the state folder holds raw records (landing, lake, quarantine), model
+    # artifacts, task logs and generated passwords; nothing of it is for other users.
+    os.umask(0o077)
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)  # stop cleanly, as on Ctrl-C
     try:

@@ -91,7 +91,7 @@ def test_dag_list_shows_every_loopline_dag_without_import_errors(airflow, browse
     expected = loopline_dag_ids()
     with suppress(TimeoutError):  # the DAG list assertion below names any DAG that never arrived
         airflow.wait_dags(sorted(expected), timeout=120)
-    base, password = f"http://localhost:{airflow.port}", airflow.password()
+    base, password = airflow.url, airflow.password()
     assert password != "?", "the api-server wrote no generated password file"
 
     log_in(browser, base, password)

@@ -69,7 +69,7 @@ def model_row_loaded(driver: WebDriver) -> bool:
 def test_models_view_inside_the_airflow_ui(world, airflow, browser):
     from loopline.adapters import model_store
 
-    base, password = f"http://localhost:{airflow.port}", airflow.password()
+    base, password = airflow.url, airflow.password()
     assert password != "?", "the api-server wrote no generated password file"
     champion = model_store.champion_version("churn")
     auc = f"{float(champion.tags['holdout_roc_auc']):.4f}"

@@ -113,8 +113,18 @@ def write_prices(
         _labels(labels, "prices", day, 1, ids, price.round(), "listing_id", "price")
 
 
-def write_panel(landing: Path, labels: Path, start: dt.date, days: int, members: int = 110) -> None:
-    """The same ~110 members every day (integer ids); the target sent as yes/no text."""
+def write_panel(
+    landing: Path,
+    labels: Path,
+    start: dt.date,
+    days: int,
+    members: int = 110,
+    model: str = "panel",
+    names: dict[str, str] | None = None,
+) -> None:
+    """The same ~110 members every day (integer ids); the target sent as yes/no text. ``model``
+    and ``names`` write the same data for another model whose columns are called otherwise."""
+    names = names or {}
     for i in range(days):
         day = start + dt.timedelta(days=i)
         rng = np.random.default_rng([12, i])
@@ -133,6 +143,8 @@ def write_panel(landing: Path, labels: Path, start: dt.date, days: int, members:
                 "days_since_answer": since,
                 "income_k": income,
             }
-        )
-        _write(frame, landing / "panel" / f"date={day}" / "part-000.parquet")
-        _labels(labels, "panel", day, 1, ids, np.where(answers, "yes", "no"), "member", "answers")
+        ).rename(columns=names)
+        _write(frame, landing / model / f"date={day}" / "part-000.parquet")
+        target = names.get("answers", "answers")
+        spelled = np.where(answers, "yes", "no")
+        _labels(labels, model, day, 1, ids, spelled, names.get("member", "member"), target)

@@ -18,6 +18,27 @@ from loopline.adapters import warehouse
 from ..conftest import empty_tables, forget_models
 from .datasets import PANEL_SPEC, PRICES_SPEC, write_panel, write_prices, write_spec
 
+# The panel's data under column names loopline once reserved for itself (refused until now).
+SURVEY_SPEC = {
+    **PANEL_SPEC,
+    "name": "survey",
+    "entity_id": {"column": "entity_id", "dtype": "integer"},
+    "event_timestamp": "event_ts",
+    "target": {"column": "label", "task": "binary_classification"},
+    "features": [
+        {"name": "_run_id", "type": "numeric", "nullable": False, "min": 0, "max": 4},
+        {"name": "partition_date", "type": "numeric", "min": 0, "max": 1000},
+        {"name": "income_k", "type": "numeric", "min": 0, "max": 1000},
+    ],
+}
+SURVEY_NAMES = {
+    "member": "entity_id",
+    "observed_at": "event_ts",
+    "answered_last_4": "_run_id",
+    "days_since_answer": "partition_date",
+    "answers": "label",
+}
+
 START = dt.date(2026, 1, 1)
 
 
@@ -26,7 +47,7 @@ def day(i: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def own_models(warehouse_url, tmp_path_factory):
+def own_models(warehouse_url, pg_server, tmp_path_factory):
     """A user's own specs folder, landing zone and labels; the CLI's state in its own home."""
     root = tmp_path_factory.mktemp("own")
     specs, landing, labels = root / "specs", root / "landing", root / "labels"
@@ -44,6 +65,9 @@ def own_models(warehouse_url, tmp_path_factory):
         "LOOPLINE_LABELS": str(labels),
         "LOOPLINE_LAKE": str(root / "lake"),
         "LOOPLINE_REPORTS": str(root / "reports"),
+        # The one Airflow metadata store of the CLI's runs and `loopline airflow ...` (a user's
+        # is the embedded server's; here the session's, so no second server outlives the test).
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg_server.url("airflow"),
     }
     for key in ("AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "LOOPLINE_RETRY_DELAY_SECONDS"):
         env.pop(key, None)
@@ -129,6 +153,50 @@ def test_the_cli_says_what_is_wrong_at_once(own_models):
     assert result.returncode == 1
     assert time.monotonic() - started < 120  # no retries at a terminal
     assert f"panel/date={day(30)}" in result.stdout and "What to do:" in result.stdout
+
+
+def test_anyones_columns_from_the_first_day_with_replay_alone(own_models):
+    """A new model whose columns are called entity_id, event_ts, label, _run_id and
+    partition_date, replayed from its first day: the scheduled training runs as the scheduler
+    would (it used to train nothing and say nothing), skips while too few days are labelled and
+    says so, then promotes a champion that scores the last days."""
+    root = own_models["root"]
+    write_spec(own_models["specs"], SURVEY_SPEC)
+    write_panel(root / "landing", root / "labels", START, 14, model="survey", names=SURVEY_NAMES)
+    replay = loopline(own_models, "replay", "survey", "--start", day(0), "--end", day(13))
+    out = replay.stdout
+    assert replay.returncode == 0, out[-3000:] + replay.stderr[-3000:]
+    assert "skipped predict.plan_scoring: model 'survey', date 2026-01-01: no champion yet" in out
+    # 2026-01-05 is a Monday (training.cron): four labelled days, eight needed
+    assert "survey_train 2026-01-05 (scheduled): success" in out
+    assert "skipped train: not trained yet: model 'survey': 4 labelled day(s)" in out
+    assert "survey_train 2026-01-12 (scheduled): success" in out
+    assert "v1   promoted" in out and "task(s) skipped, reasons above" in out
+    scored = warehouse.predictions("survey", START + dt.timedelta(days=13))
+    assert len(scored) == 110 and scored.model_version.eq(1).all()
+    listed = loopline(own_models, "airflow", "dags", "list", "-o", "plain")
+    assert listed.returncode == 0, listed.stderr  # one metadata store for runs and the stack
+    assert "survey_daily" in listed.stdout
+
+
+def test_the_cli_refuses_what_it_would_not_do(own_models):
+    """Options that did nothing, raw MLflow errors, a misleading hint: each said plainly."""
+    promote = loopline(own_models, "challenger", "promote", "panel", "--version", "3")
+    assert promote.returncode != 0
+    # --version once did nothing: the challenger, whichever it was, was promoted
+    assert "v3 is not panel's challenger (" in promote.stderr, promote.stderr
+    assert "`loopline challenger set panel --version 3` makes it one" in promote.stderr
+    missing = loopline(own_models, "challenger", "set", "panel", "--version", "9")
+    assert missing.returncode == 1 and "RESOURCE_DOES_NOT_EXIST" not in missing.stderr
+    assert "model 'panel': there is no version 9 (versions: v1.." in missing.stderr
+    nobody = loopline(own_models, "history", "nosuchmodel")
+    assert nobody.returncode == 1 and "<file>" not in nobody.stderr
+    assert "no model 'nosuchmodel': no spec file nosuchmodel.yaml" in nobody.stderr
+    history = loopline(own_models, "history", "prices")
+    assert "(was vnan)" not in history.stdout and "(was v1.0)" not in history.stdout
+    assert "(was v1)" in history.stdout, history.stdout
+    anything = loopline(own_models, "dag", "panel_daily", "--start", day(13), "--end", day(13))
+    assert anything.returncode == 0 and "panel_daily 2026-01-14: success" in anything.stdout
 
 
 def test_sigterm_stops_a_replay_cleanly(own_models):

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from loopline.adapters import settings
-from loopline.core.errors import SpecError
+from loopline.core.errors import SpecError, UnknownModelError
 from loopline.core.spec import NAME_PATTERN, ModelSpec, spec_from_mapping
 
 SUFFIXES = (".yaml", ".yml")
@@ -63,6 +63,8 @@ def get_spec(name: str, directory: Path | None = None) -> ModelSpec:
         path = directory / f"{name}{suffix}"
         if path.exists():
             return load_spec(path)
-    raise SpecError(
-        directory / f"{name}.yaml", "<file>", f"no spec for model '{name}' in {directory}"
+    known = ", ".join(p.stem for p in spec_paths(directory)) or "none"
+    raise UnknownModelError(
+        f"no model '{name}': no spec file {name}.yaml in {directory} (models there: {known})",
+        hint="check the name, or point LOOPLINE_SPECS_DIR at the folder that holds its spec",
     )

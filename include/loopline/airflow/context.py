@@ -12,7 +12,7 @@ from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from loopline.adapters import settings
-from loopline.core.errors import LooplineError, NoChampionError
+from loopline.core.errors import LooplineError, NoChampionError, TooFewDaysError
 from loopline.core.spec import ModelSpec
 
 
@@ -42,7 +42,9 @@ def partition_date(context=None) -> dt.date:
     context = context or get_current_context()
     override = (context.get("params") or {}).get("partition_date")
     if override:
-        return dt.date.fromisoformat(str(override))
+        day = dt.date.fromisoformat(str(override))
+        _not_in_the_future(context, day)
+        return day
     start = context.get("data_interval_start")
     if start is None:
         raise AirflowFailException(
@@ -51,6 +53,20 @@ def partition_date(context=None) -> dt.date:
             'e.g. --conf \'{"partition_date": "2026-01-31"}\''
         )
     return start.date()
+
+
+def _not_in_the_future(context, day: dt.date) -> None:
+    """A day after the run's own date cannot have been delivered whole: a typo (2027 for
+    2026) would become the analysts' newest predictions for its entities."""
+    run = context.get("dag_run")
+    run_after = getattr(run, "run_after", None) if run is not None else None
+    today = run_after.date() if run_after is not None else None
+    if today is not None and day > today:
+        raise AirflowFailException(
+            f"{context['dag'].dag_id}, run {context['run_id']}: partition_date {day} is after "
+            f"the run's own date {today}: a day is processed once it has happened (a typo?); "
+            "give a past day"
+        )
 
 
 def run_id(context=None) -> str:
@@ -69,11 +85,14 @@ def training_end(context=None) -> dt.date:
 
 
 @contextmanager
-def loopline_errors(skip_without_champion: str | None = None) -> Iterator[None]:
+def loopline_errors(
+    skip_without_champion: str | None = None, skip_too_few_days: bool = False
+) -> Iterator[None]:
     """Map loopline's errors onto Airflow's: permanent -> fail now (no retries), transient ->
     raised for Airflow to retry; with ``skip_without_champion``, a missing champion skips the
-    task with that advice instead of failing it. Airflow Connections of the outside systems are
-    applied first (:mod:`loopline.airflow.connections`)."""
+    task with that advice instead of failing it; with ``skip_too_few_days``, so does a training
+    window that does not hold enough labelled days yet. Airflow Connections of the outside
+    systems are applied first (:mod:`loopline.airflow.connections`)."""
     from loopline.airflow.connections import apply
 
     try:
@@ -83,6 +102,10 @@ def loopline_errors(skip_without_champion: str | None = None) -> Iterator[None]:
         if skip_without_champion is None:
             raise AirflowFailException(str(exc)) from exc
         raise AirflowSkipException(f"{exc}; {skip_without_champion}") from exc
+    except TooFewDaysError as exc:
+        if not skip_too_few_days:
+            raise AirflowFailException(str(exc)) from exc
+        raise AirflowSkipException(f"not trained yet: {exc}") from exc
     except LooplineError as exc:
         if not exc.retryable:
             raise AirflowFailException(str(exc)) from exc

@@ -121,6 +121,13 @@ def train_params() -> dict:
             "scheduled", type="string", description="Why this training runs (audited)."
         ),
         "seed": Param(0, type="integer", description="Seed for every random source."),
+        "change_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="The day the world changed (default: the change the loop is learning, "
+            "if any): the newest days after it are the holdout, and candidates emphasise them.",
+        ),
     }
 
 
@@ -147,16 +154,18 @@ def train_dag(spec: ModelSpec) -> DAG:
 
         @task
         def train() -> dict:
-            from loopline.steps.train import run_training
+            from loopline.steps.train import known_change, run_training
 
             params = get_current_context()["params"]
-            with loopline_errors():
+            with loopline_errors(skip_too_few_days=True):
+                end = training_end()
                 return run_training(
                     spec,
-                    training_end(),
+                    end,
                     dag_run_id=run_id(),
                     reason=str(params.get("reason") or "scheduled"),
                     seed=int(params.get("seed") or 0),
+                    change_date=known_change(spec, end, params.get("change_date")),
                 ).as_dict()
 
         @task
@@ -227,7 +236,7 @@ def labels_dag(spec: ModelSpec) -> DAG:
             scored = partition_date() - dt.timedelta(days=spec.labels.delay_days)
             with loopline_errors():
                 measure(spec, scored)
-                return performance_signal(spec, scored)
+                return performance_signal(spec, scored).as_dict()
 
         @task
         def compare_shadow() -> dict | None:

@@ -24,12 +24,28 @@ from loopline.core.spec import HOOK_POINTS, ModelSpec
 PLAN_TASK = "plan_day"
 
 
-def resolve_hook(path: str):
+def every(results) -> list:
+    """A mapped task's results in one read: iterating Airflow's lazy sequence fetches them one
+    at a time and finds the end by a miss, logged as an ``[error] XCom not found`` line in
+    every successful run (an operator must be able to trust that ``error`` means one)."""
+    return list(results[:]) if hasattr(results, "__getitem__") else list(results)
+
+
+def resolve_hook(spec: ModelSpec, point: str, path: str):
+    """The callable a spec's hook names; a hook that cannot be imported fails its task at once,
+    saying which hook of which model, why, and where its module must live."""
     module, _, name = path.partition(":")
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
-        raise AirflowFailException(f"hook '{path}' cannot be imported: {exc}") from exc
+        top = module.split(".")[0]
+        raise AirflowFailException(
+            f"model '{spec.name}': hook '{path}' (hooks.{point}) cannot be imported: "
+            f"{type(exc).__name__}: {exc}. What to do: the module must be importable by every "
+            f"Airflow process: put it under the project's include/ folder "
+            f"(include/{module.replace('.', '/')}.py, with an __init__.py in include/{top}/), "
+            "or install it as a package in the image; then re-run the day"
+        ) from exc
 
 
 def hook_tasks(spec: ModelSpec, point: str) -> list:
@@ -40,7 +56,7 @@ def hook_tasks(spec: ModelSpec, point: str) -> list:
 
         @task(task_id=f"{point}__{path.rpartition(':')[2]}")
         def run_hook(path: str = path) -> None:
-            resolve_hook(path)(model=spec.name, partition_date=partition_date())
+            resolve_hook(spec, point, path)(model=spec.name, partition_date=partition_date())
 
         current = run_hook()
         if tasks:
@@ -97,8 +113,8 @@ def validate_group(spec: ModelSpec, ingest: TaskGroup, group_id: str = "validate
             from loopline.steps.validate import publish_day, shard_results
 
             with loopline_errors():
-                plan = DayPlan.from_shards(list(shards))
-                result = publish_day(spec, plan, shard_results(list(results)), run_id=run_id())
+                plan = DayPlan.from_shards(every(shards))
+                result = publish_day(spec, plan, shard_results(every(results)), run_id=run_id())
             extra = {k: result[k] for k in ("partition_date", "rows_clean", "rows_quarantined")}
             record(get_current_context(), clean_asset(spec.name), {**extra, "run_id": run_id()})
             return result

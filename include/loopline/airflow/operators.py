@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.providers.standard.operators.trigger_dagrun import (
+    XCOM_RUN_ID,
+    TriggerDagRunOperator,
+)
 from airflow.sdk import BaseOperator
 
 from loopline.airflow.context import loopline_errors, partition_date
@@ -43,7 +46,8 @@ class RetrainTriggerOperator(TriggerDagRunOperator):
     """Trigger ``<model>_train`` on the upstream task's signal (a drift verdict or a performance
     drop) unless the persistence, cool-down, active-run or new-label rules suppress it. The
     decision is recorded in ``warehouse.retrain_decisions`` either way; the triggered run
-    carries ``{reason, report_id, end_date, source}`` in its conf and the reason as its note,
+    carries ``{reason, report_id, end_date, source, change_date}`` in its conf (the day the
+    world changed, by the signal's evidence) and the reason as its note,
     and has a deterministic run id, so a re-run of this task cannot trigger twice."""
 
     ui_color = "#f6c1c1"
@@ -75,9 +79,13 @@ class RetrainTriggerOperator(TriggerDagRunOperator):
                 training_runs=runs,
                 dag_run_id=context["run_id"],
                 train_run_id=run_id,
+                evidence=signal,
             )
         self.log.info("retrain decision for %s on %s: %s", self.model, day, decision.reason)
         if not decision.triggered:
+            # The "Triggered DAG" link reads this key when the task ends: without it every
+            # suppressed decision logs an "[error] XCom not found".
+            ti.xcom_push(key=XCOM_RUN_ID, value=None)
             return {"triggered": False, "reason": decision.reason}
         send(get_spec(self.model), "retrain_triggered", f"{day}: {decision.reason}", context)
         self.trigger_run_id = run_id
@@ -86,6 +94,7 @@ class RetrainTriggerOperator(TriggerDagRunOperator):
             "report_id": signal.get("report_id"),
             "end_date": (day + dt.timedelta(days=1)).isoformat(),
             "source": self.source,
+            "change_date": decision.change_date.isoformat() if decision.change_date else None,
         }
         self.note = f"Retraining triggered by {self.source} on {day}: {decision.reason}"
         return super().execute(context)

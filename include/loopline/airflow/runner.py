@@ -1,9 +1,11 @@
 """Running loopline's DAGs without a scheduler, through Airflow's own task execution
 (``dag.test``): what the CLI's ``run``, ``train`` and ``replay`` do.
 
-Each run prints one line (DAG, day, state, seconds) and, when it fails, the error of the task
-that failed; Airflow's task logs go to a file. ``replay`` runs a date range day by day as the
-scheduler would: the daily DAG, then the labels DAG, then any training the trigger queued, so the
+Each run prints one line (DAG, day, state, seconds), what its tasks skipped and why (no champion
+yet, too few labelled days), and, when it fails, the error of the task that failed; Airflow's
+task logs go to a file of this command's own (two commands at once never read each other's
+errors). ``replay`` runs a date range day by day as the scheduler would: the daily DAG, then the
+labels DAG, then any training the trigger queued and those ``training.cron`` starts, so the
 closed loop runs on one's own data in one command.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -20,10 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopline.adapters import settings
+from loopline.core.spec import ModelSpec
 
 ERROR_LINE = re.compile(
-    r"(?:AirflowFailException|[A-Za-z]+Error|[A-Za-z]+Exception): (?P<message>.+?)(?:\"|$)"
+    r"(?P<kind>AirflowFailException|[A-Za-z]+Error|[A-Za-z]+Exception): (?P<message>.+?)(?:\"|$)"
 )
+# Every run the CLI makes carries its process in its conf: a run whose process is gone (killed)
+# is marked failed by the next CLI command, so it never blocks a retraining as "running".
+CLI_KEY = "_loopline_cli"
+TASK_LINE = re.compile(r"\[DAG TEST\] running task <TaskInstance: [^.]+\.(?P<task>\S+) ")
+SKIP_LINE = re.compile(r"Skipping task\..*reason=(?P<q>['\"])(?P<reason>.*)(?P=q)")
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,8 @@ class RunOutcome:
     state: str
     seconds: float
     error: str | None = None
+    # What tasks skipped, and why (``task: reason``).
+    skipped: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -40,6 +51,7 @@ class RunOutcome:
 
     def line(self) -> str:
         text = f"  {self.dag_id} {self.label}: {self.state} ({self.seconds:.1f}s)"
+        text += "".join(f"\n    skipped {note}" for note in self.skipped)
         return text + (f"\n    {self.error}" if self.error else "")
 
 
@@ -68,11 +80,14 @@ class Runner:
     """Loads the repo's DAGs once and runs them with ``dag.test``, logging to ``log_path``."""
 
     def __init__(self, log_path: Path | None = None):
-        self.log_path = log_path or settings.state_dir() / "logs" / "airflow-tasks.log"
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        default = settings.state_dir() / "logs" / "cli" / f"{stamp}-{os.getpid()}.log"
+        self.log_path = log_path or default
         with output_to(self.log_path):
             from airflow.dag_processing.dagbag import DagBag
 
             self.bag = DagBag(str(settings.REPO_ROOT / "dags"))
+        self.healed = heal_orphaned_runs()
 
     def dag(self, dag_id: str):
         dag = self.bag.get_dag(dag_id)
@@ -80,25 +95,35 @@ class Runner:
             raise LookupError(f"no DAG '{dag_id}' in {settings.REPO_ROOT / 'dags'}")
         return dag
 
-    def _error(self, since: int) -> str | None:
-        """The first error message written to the log after byte ``since``."""
+    def _read(self, since: int) -> tuple[str | None, tuple[str, ...]]:
+        """From byte ``since`` of the log: the error of the task that failed (Airflow's own
+        failure message first, it carries loopline's located message), and each skip reason."""
+        errors, skipped, task = [], [], "?"
         with open(self.log_path, errors="replace") as log:
             log.seek(since)
             for line in log:
-                match = ERROR_LINE.search(line)
-                if match and "Traceback" not in line:
-                    return match.group("message").strip()[:2000]
-        return None
+                if found := TASK_LINE.search(line):
+                    task = found.group("task")
+                elif found := SKIP_LINE.search(line):
+                    skipped.append(f"{task}: {found.group('reason')}")
+                elif (found := ERROR_LINE.search(line)) and "Traceback" not in line:
+                    errors.append((found.group("kind"), found.group("message").strip()))
+        failed = [m for kind, m in errors if kind == "AirflowFailException"] or [
+            m for _, m in errors
+        ]
+        return (failed[0][:2000] if failed else None), tuple(dict.fromkeys(skipped))
 
     def run(self, dag_id: str, conf: dict, label: str) -> RunOutcome:
         dag = self.dag(dag_id)
         started, since = time.monotonic(), self.log_path.stat().st_size
+        marked = {**conf, CLI_KEY: {"pid": os.getpid(), "host": socket.gethostname()}}
         with output_to(self.log_path):
-            run = dag.test(run_conf=conf)
+            run = dag.test(run_conf=marked)
         state = str(run.state)
+        error, skipped = self._read(since)
         failed = state not in ("success", "skipped")
         return RunOutcome(
-            dag_id, label, state, time.monotonic() - started, self._error(since) if failed else None
+            dag_id, label, state, time.monotonic() - started, error if failed else None, skipped
         )
 
     def queued_trainings(self, model: str) -> list[tuple[str, dict]]:
@@ -130,6 +155,68 @@ class Runner:
             self.finish_queued(run_id, "success" if outcome.ok else "failed")
             outcomes.append(outcome)
         return outcomes
+
+    def replay(self, spec: ModelSpec, days: list[dt.date], *, scheduled: bool = True):
+        """Day by day as the scheduler would: the daily DAG, the labels DAG, the trainings the
+        trigger queued, and (``scheduled``) the trainings the spec's ``training.cron`` starts
+        while the day's runs execute. Yields each :class:`RunOutcome` as it finishes."""
+        for day in days:
+            conf = {"partition_date": day.isoformat()}
+            for kind in ("daily", "labels"):
+                yield self.run(f"{spec.name}_{kind}", conf, day.isoformat())
+            yield from self.run_queued_trainings(spec.name)
+            if scheduled:
+                for end in scheduled_trainings(spec, day):
+                    conf = {"end_date": end.isoformat(), "reason": "scheduled (training.cron)"}
+                    yield self.run(f"{spec.name}_train", conf, f"{end} (scheduled)")
+
+
+def scheduled_trainings(spec: ModelSpec, day: dt.date) -> list[dt.date]:
+    """The training runs ``training.cron`` starts while day ``day``'s runs execute (the day
+    after it, when its data interval has closed): each trains on the data of its run day."""
+    if not spec.training.cron:
+        return []
+    from croniter import croniter
+
+    start = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    ticks = croniter(spec.training.cron, start - dt.timedelta(seconds=1))
+    found = []
+    while (tick := ticks.get_next(dt.datetime)) < start + dt.timedelta(days=1):
+        found.append(tick.date())
+    return sorted(set(found))
+
+
+def heal_orphaned_runs() -> list[str]:
+    """Mark failed the runs a CLI command started on this host whose process is gone (killed
+    mid-run, they stay ``running`` for ever, and the retrain trigger counts them as running);
+    returns their run ids."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+
+    host, healed = socket.gethostname(), []
+    with create_session() as session:
+        runs = session.query(DagRun).filter(
+            DagRun.state.in_([DagRunState.RUNNING, DagRunState.QUEUED])
+        )
+        for run in runs:
+            mark = (run.conf or {}).get(CLI_KEY) or {}
+            if mark.get("host") == host and not _alive(int(mark.get("pid", 0))):
+                run.state = DagRunState.FAILED
+                healed.append(run.run_id)
+    return healed
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def days_between(start: dt.date, end: dt.date) -> list[dt.date]:

@@ -42,9 +42,10 @@ def page(body: str, status: int = 200) -> HTMLResponse:
 
 def failure(request: Request, exc: Exception) -> HTMLResponse:
     """A loopline error as a page: an unknown model or report is 404, a store down is 503."""
-    from loopline.core.errors import PermanentError, SpecError
+    from loopline.core.errors import PermanentError, SpecError, UnknownModelError
 
-    if isinstance(exc, SpecError):  # its message names a server path: not for the page
+    # Their messages name a server path: not for the page.
+    if isinstance(exc, (SpecError, UnknownModelError)):
         title, text, status = "No such model", "There is no model by that name.", 404
     elif isinstance(exc, PermanentError):
         title, text, status = "Not found", str(exc), 404

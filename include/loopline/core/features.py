@@ -38,13 +38,16 @@ def preprocessor(spec: ModelSpec) -> ColumnTransformer:
         encoded_missing_value=np.nan,
         dtype=np.float64,
     )
+    # A plain array, not a frame: XGBoost then names its inputs f0, f1, ... itself, so a
+    # feature may be called anything ('<', '[' and ']' are refused in XGBoost's own names);
+    # get_feature_names_out() maps the positions back to the spec's names.
     return ColumnTransformer(
         [
             ("numeric", "passthrough", numeric),
             ("categorical", encoder, [f.name for f in categorical]),
         ],
         verbose_feature_names_out=False,
-    ).set_output(transform="pandas")
+    )
 
 
 def typed_frame(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from loopline.core.columns import ENTITY_ID, EVENT_TS
 from loopline.core.errors import BatchValidationError
 from loopline.core.spec import ModelSpec
 
@@ -31,8 +32,8 @@ CHECK_NAMES = {
     "expect_column_values_to_be_in_set": "in_set",
 }
 EXPECTATION_OF = {check: name for name, check in CHECK_NAMES.items()}
-# Column names of the typed (clean) frame, whatever the spec calls them.
-ENTITY, TIMESTAMP = "entity_id", "event_ts"
+# Column names of the typed (clean) frame, whatever the spec calls them (loopline.core.columns).
+ENTITY, TIMESTAMP = ENTITY_ID, EVENT_TS
 
 
 def category_text(values: pd.Series) -> pd.Series:

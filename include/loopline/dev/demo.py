@@ -25,6 +25,7 @@ import datetime as dt
 import os
 import sys
 import time
+from dataclasses import dataclass
 from typing import TextIO
 
 import yaml
@@ -159,6 +160,47 @@ def print_predictions(model: str, day: dt.date, url: str) -> None:
     )
 
 
+def last_closed_day(cron: str, now: dt.datetime) -> dt.date:
+    """The newest day whose daily run Airflow creates by ``now``: a run of day D (its data
+    interval from the cron's tick on D to the next tick) exists only once that next tick has
+    passed. With the churn spec's 02:00 UTC cron, at 01:22 UTC that is the day before
+    yesterday, not yesterday."""
+    from croniter import croniter
+
+    now = now.astimezone(dt.UTC) + dt.timedelta(microseconds=1)  # a tick at now has passed
+    interval_end = croniter(cron, now).get_prev(dt.datetime)
+    return croniter(cron, interval_end).get_prev(dt.datetime).date()
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """The demo's days: ``history`` days backfilled before the first training, then the live
+    days one at a time, the newest being the last day whose run Airflow creates by now."""
+
+    first: dt.date
+    last: dt.date
+    history: int
+
+    @classmethod
+    def at(cls, now: dt.datetime, cron: str, days: int) -> DemoPlan:
+        last = last_closed_day(cron, now)
+        return cls(last - dt.timedelta(days=days - 1), last, days - LIVE_DAYS)
+
+    @property
+    def train_end(self) -> dt.date:
+        """The first live day: the first training uses the data available on it."""
+        return self.first + dt.timedelta(days=self.history)
+
+    @property
+    def shift(self) -> int:
+        """The day index the covariate shift starts (the second live day)."""
+        return self.history + 1
+
+    @property
+    def days(self) -> list[dt.date]:
+        return [self.first + dt.timedelta(days=i) for i in range((self.last - self.first).days + 1)]
+
+
 def write_demo_spec(folder) -> None:
     """churn's spec with the short windows, trained only when triggered (the first training,
     the retrain trigger): a weekly scheduled training would add one more run."""
@@ -209,11 +251,9 @@ def _run(
     specs = settings.state_dir() / "demo" / "specs"
     write_demo_spec(specs)
     os.environ["LOOPLINE_SPECS_DIR"] = str(specs)
-    last = dt.date.today() - dt.timedelta(days=1)
-    first = last - dt.timedelta(days=days - 1)
-    history = days - LIVE_DAYS
-    train_end = first + dt.timedelta(days=history)  # the first live day
-    shift = history + 1
+    cron = yaml.safe_load((specs / f"{MODEL}.yaml").read_text())["schedule"]["cron"]
+    plan = DemoPlan.at(dt.datetime.now(dt.UTC), cron, days)
+    first, last, history, train_end = plan.first, plan.last, plan.history, plan.train_end
     airflow = LocalAirflow(
         settings.state_dir() / "airflow",
         server.url("airflow"),
@@ -232,7 +272,7 @@ def _run(
         model_store.experiment_id(MODEL)
         _step(
             f"simulating {days} days of {MODEL} data, {first} .. {last} ({rows} rows/day): "
-            f"bad rows on days 4-5, a covariate shift from {first + dt.timedelta(days=shift)} "
+            f"bad rows on days 4-5, a covariate shift from {first + dt.timedelta(days=plan.shift)} "
             f"(spec: {specs / (MODEL + '.yaml')})"
         )
         simulate(
@@ -244,7 +284,7 @@ def _run(
             seed=seed,
             scenarios=[
                 Scenario("bad_rows", start_day=3, strength=0.02, duration_days=2),
-                Scenario("covariate_shift", start_day=shift, strength=1.0),
+                Scenario("covariate_shift", start_day=plan.shift, strength=1.0),
             ],
             label_delay_days=SHORT_WINDOWS["labels"]["delay_days"],
         )

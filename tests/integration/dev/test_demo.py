@@ -1,13 +1,17 @@
 """The demo's own pieces that need no running stack: its progress line and its spec.
 
 The whole demo (`loopline demo --exit`) is measured by hand (issue 14.6), not in the suite: it
-starts a full Airflow stack for a few minutes.
+starts a full Airflow stack for a few minutes. Which days it plans is tested here at fixed clocks.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import tempfile
+from pathlib import Path
 
+import pytest
 from loopline.adapters.specs import load_spec
 from loopline.dev.demo import DEFAULT_DAYS, LIVE_DAYS, MIN_HISTORY_DAYS, Progress, write_demo_spec
 from loopline.dev.simulate import SHORT_WINDOWS
@@ -59,3 +63,42 @@ def test_the_demo_spec_has_short_windows_and_trains_only_when_triggered(tmp_path
     assert type(train_dag(spec).timetable).__name__ == "NullTimetable"  # no weekly runs
     assert spec.training.min_days + spec.labels.delay_days == MIN_HISTORY_DAYS
     assert DEFAULT_DAYS == MIN_HISTORY_DAYS + LIVE_DAYS
+
+
+@pytest.mark.parametrize(
+    "clock",
+    [
+        "2026-12-02T01:22:00+00:00",
+        "2026-12-02T00:00:00+00:00",
+        "2026-12-02T02:00:00+00:00",
+        "2026-12-02T23:59:00+00:00",
+        "2026-12-02T01:59:59-05:00",
+    ],
+)
+def test_every_day_the_demo_waits_for_has_a_run_airflow_creates_at_that_hour(clock):
+    """`make run` waited 25 minutes for a run Airflow never created when started between 00:00
+    and 02:00 UTC: the day's data interval (02:00 to 02:00) had not ended. Whatever the hour and
+    time zone, each day the demo plans must be one whose interval Airflow's own timetable has
+    closed by then, and the newest such day."""
+    from airflow.timetables.interval import CronDataIntervalTimetable
+    from loopline.adapters.specs import load_spec
+    from loopline.dev.demo import DemoPlan
+
+    write_demo_spec_dir = Path(tempfile.mkdtemp())
+    write_demo_spec(write_demo_spec_dir)
+    spec = load_spec(write_demo_spec_dir / "churn.yaml")
+    now = dt.datetime.fromisoformat(clock)
+    plan = DemoPlan.at(now, spec.schedule.cron, DEFAULT_DAYS)
+    timetable = CronDataIntervalTimetable(spec.schedule.cron, timezone="UTC")
+
+    def interval(day: dt.date):
+        """The data interval of the daily run whose logical date is ``day`` at its tick."""
+        tick = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(2), tzinfo=dt.UTC)
+        found = timetable.infer_manual_data_interval(run_after=tick)
+        assert found.start.date() == day
+        return found
+
+    for day in plan.days:
+        assert interval(day).end <= now  # due by now: a backfill creates its run
+    assert interval(plan.last + dt.timedelta(days=1)).end > now  # the next day's is not
+    assert len(plan.days) == DEFAULT_DAYS and plan.train_end == plan.days[plan.history]

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from loopline.adapters import lake, storage, warehouse
 from loopline.adapters.specs import get_spec
+from loopline.core import columns as own
 from loopline.dev.simulate import Scenario, simulate
 from loopline.steps.validate import validate_day
 
@@ -49,7 +50,8 @@ def published(day: dt.date) -> dict:
 def clean_frame(day: dt.date) -> pd.DataFrame:
     """The published clean rows of the day, read from the files the pointer names."""
     parts = [pq.read_table(f["path"]).to_pandas() for f in published(day)["files"]]
-    return pd.concat(parts, ignore_index=True).sort_values("entity_id", ignore_index=True)
+    frame = pd.concat(parts, ignore_index=True).rename(columns=own.readable)  # entity_id, ...
+    return frame.sort_values("entity_id", ignore_index=True)
 
 
 def validation(day: dt.date) -> dict:
@@ -109,7 +111,7 @@ def test_the_lake_holds_one_typed_column_per_feature_plus_lineage(pipeline):
     schema = pq.read_schema(file["path"])
     assert schema == lake.clean_schema(spec)
     frame = clean_frame(START)
-    assert set(frame._source_file) == {written[0].path} and set(frame._run_id) == {run.run_id}
+    assert set(frame.source_file) == {written[0].path} and set(frame.run_id) == {run.run_id}
     landed = pd.read_parquet(written[0].path).set_index("customer_id")
     by_row = frame.set_index("entity_id").loc[landed.index]
     pd.testing.assert_series_equal(
@@ -134,7 +136,7 @@ def test_rerunning_a_day_replaces_it_exactly_and_removes_the_superseded_files(pi
     now = published(START)
     assert now["attempt"] != old["attempt"] and now["run_id"] == second.run_id
     pd.testing.assert_frame_equal(
-        clean_frame(START).drop(columns="_run_id"), before.drop(columns="_run_id")
+        clean_frame(START).drop(columns="run_id"), before.drop(columns="run_id")
     )
     assert warehouse.count_rows("quarantine", "churn") == 6
     assert warehouse.count_rows("ingested_files", "churn") == 1
@@ -221,7 +223,7 @@ def test_concurrent_runs_of_one_day_neither_duplicate_nor_mix(pipeline):
     pointer = published(START)
     frame = clean_frame(START)
     assert len(frame) == ROWS - 6 and frame.entity_id.is_unique
-    assert set(frame._run_id) == {pointer["run_id"]}  # one run's rows, whole
+    assert set(frame.run_id) == {pointer["run_id"]}  # one run's rows, whole
     assert warehouse.count_rows("quarantine", "churn") == 6
     assert validation(START)["published_run_id"] == pointer["run_id"]
 

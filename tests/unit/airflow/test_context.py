@@ -30,3 +30,13 @@ def test_a_run_without_interval_or_param_fails_at_once_and_says_what_to_give():
         AirflowFailException, match="churn_daily, run manual__x: no data interval.*partition_date"
     ):
         partition_date(context(params={}, data_interval_start=None))
+
+
+def test_a_day_after_the_runs_own_date_is_refused():
+    """2027-06-01 given on 2026-12-02 became the analysts' newest predictions."""
+    run = SimpleNamespace(run_after=dt.datetime(2026, 12, 2, 9, tzinfo=dt.UTC))
+    ctx = context(params={"partition_date": "2027-06-01"}, dag_run=run)
+    with pytest.raises(AirflowFailException, match="2027-06-01 is after the run's own date"):
+        partition_date(ctx)
+    ctx = context(params={"partition_date": "2026-12-01"}, dag_run=run)
+    assert partition_date(ctx) == dt.date(2026, 12, 1)

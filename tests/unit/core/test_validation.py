@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from loopline.adapters.specs import get_spec
+from loopline.core.columns import ENTITY_ID, EVENT_TS
 from loopline.core.errors import BatchValidationError
 from loopline.core.validation import (
     DayCounts,
@@ -41,9 +42,9 @@ def reasons_of(outcome, row: int) -> list[tuple[str, str]]:
 def test_a_clean_batch_passes_whole(day, validator):
     outcome = validate_batch(SPEC, DAY, day, validator)
     assert not outcome.bad.any()
-    assert outcome.clean["entity_id"].tolist() == day["customer_id"].tolist()
+    assert outcome.clean[ENTITY_ID].tolist() == day["customer_id"].tolist()
     assert outcome.clean["tenure_months"].dtype == np.float64
-    assert outcome.clean["event_ts"].dt.tz is not None
+    assert outcome.clean[EVENT_TS].dt.tz is not None
 
 
 def test_each_row_failure_has_every_reason(day, validator):
@@ -117,7 +118,7 @@ def test_integer_entity_ids(day):
     day.loc[4, "customer_id"] = "4.5"
     outcome = validate_batch(spec, DAY, day, RowValidator(spec))
     assert np.flatnonzero(outcome.bad).tolist() == [3, 4]
-    assert outcome.clean["entity_id"].iloc[0] == "0"
+    assert outcome.clean[ENTITY_ID].iloc[0] == "0"
 
 
 def test_an_integer_coded_category_reads_the_same_with_or_without_nulls():
