@@ -57,6 +57,13 @@ OPTIONAL_ENV = {
     "LOOPLINE_TASK_RETRIES": "defaults to the production 2 retries",
     # loopline.core.faults: the reliability suite's crash points; never set in production.
     "LOOPLINE_FAULT_POINT": "tests only",
+    "LOOPLINE_FAULT_PAUSE": "tests only",
+    "LOOPLINE_FAULT_PAUSE_FILE": "tests only",
+    # loopline.adapters.settings: the analysts' limits, 30 and 10 minutes by default.
+    "LOOPLINE_ANALYST_MAX_STATEMENT_MINUTES": "defaults to 30 minutes",
+    "LOOPLINE_ANALYST_MAX_IDLE_MINUTES": "defaults to 10 minutes",
+    # loopline.dev.topology: the loopback cluster names its workers; compose's have host names.
+    "LOOPLINE_WORKER_HOST": "the loopback cluster only",
 }
 
 # os.environ.get("X"...), os.getenv("X"...), os.environ["X"] (not an assignment to it).
@@ -660,3 +667,44 @@ def test_the_airflow_connections_say_what_the_environment_says():
     assert s3["AWS_ENDPOINT_URL_S3"] == env["AWS_ENDPOINT_URL_S3"]
     assert (s3["AWS_ACCESS_KEY_ID"], s3["AWS_SECRET_ACCESS_KEY"]) == ("u", "p")
     assert json.loads(filled(env["AIRFLOW_CONN_LOOPLINE_WAREHOUSE"]))["schema"] == "warehouse"
+
+
+def test_the_loopback_cluster_and_compose_share_one_topology():
+    """loopline.dev.topology is the one place the team setup's environment is defined: rendered
+    with compose's host names and ${...} placeholders it is what the compose file gives every
+    Airflow service (executor, broker, results, lake, artifacts, MLflow, connections), and the
+    MLflow server's command and the buckets are the same."""
+    from loopline.dev import topology
+
+    def placeholder(name: str) -> str:
+        return "${" + name + ":?see .env.example}"
+
+    endpoints = topology.Endpoints(
+        postgres="postgres:5432",
+        redis="redis:6379",
+        s3="http://minio:9000",
+        mlflow="http://mlflow:5000",
+        api="http://airflow-apiserver:8080",
+    )
+    secrets = topology.Secrets(
+        airflow_db=placeholder("AIRFLOW_DB_PASSWORD"),
+        writer=placeholder("WAREHOUSE_WRITER_PASSWORD"),
+        s3_user=placeholder("MINIO_ROOT_USER"),
+        s3_password=placeholder("MINIO_ROOT_PASSWORD"),
+        mlflow_db=placeholder("MLFLOW_DB_PASSWORD"),
+    )
+    expected = topology.airflow_environment(endpoints, secrets)
+    for name in ("airflow-scheduler", "airflow-worker", "airflow-apiserver"):
+        env = services()[name]["environment"]
+        assert {k: str(env.get(k)) for k in expected} == expected, name
+    command = [str(part) for part in services()["mlflow"]["command"]]
+    rendered = topology.mlflow_server_command(endpoints, secrets, "0.0.0.0", 5000)
+    assert command[: len(rendered)] == rendered
+    mlflow_env = services()["mlflow"]["environment"]
+    assert {k: str(mlflow_env.get(k)) for k in topology.s3_environment(endpoints, secrets)} == (
+        topology.s3_environment(endpoints, secrets)
+    )
+    made = re.findall(
+        r"mc mb --ignore-existing store/(\w+)", services()["minio-init"]["command"][0]
+    )
+    assert tuple(made) == topology.BUCKETS

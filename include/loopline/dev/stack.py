@@ -36,6 +36,14 @@ from pathlib import Path
 from loopline.adapters import settings
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# Each component's own arguments: the api-server on loopback only; no log servers (every task
+# writes under the one local log folder the api-server reads; a log server listens on every
+# interface and cannot be told otherwise).
+COMPONENT_ARGS = {
+    "api-server": ["--host", "127.0.0.1"],
+    "scheduler": ["--skip-serve-logs"],
+    "triggerer": ["--skip-serve-logs"],
+}
 FINISHED = ("success", "failed")
 # What a component gets to exit on SIGTERM (the scheduler waits for running tasks) before its
 # guard terminates, then kills, what is left.
@@ -139,6 +147,11 @@ class LocalAirflow:
     # Modules task processes inherit instead of importing them (e.g. TASK_PRELOAD); empty:
     # Airflow's default, every task imports what it needs (so it runs the current code).
     preload: tuple[str, ...] = ()
+    # The Celery setup (loopline.dev.cluster): the executor, the topology's environment for
+    # every component, and one environment per Celery worker (its own home and temp folders).
+    executor: str = "LocalExecutor"
+    shared: dict[str, str] = field(default_factory=dict)
+    workers: list[dict[str, str]] = field(default_factory=list)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _token: str | None = field(default=None, repr=False)
 
@@ -148,7 +161,7 @@ class LocalAirflow:
 
     @property
     def url(self) -> str:
-        return f"http://localhost:{self.port}"
+        return f"http://127.0.0.1:{self.port}"
 
     def environment(self) -> dict[str, str]:
         preload = (
@@ -163,7 +176,8 @@ class LocalAirflow:
         return {
             **os.environ,
             **settings.airflow_environment(self.home),
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            **self.shared,
+            "AIRFLOW__CORE__EXECUTOR": self.executor,
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
@@ -199,24 +213,36 @@ class LocalAirflow:
         self.airflow("db", "migrate")
 
     def start(self) -> None:
-        """Each component under its guard, in a session of its own (a Ctrl-C at the terminal
-        reaches only us; we stop them in order)."""
+        """Each component (and each Celery worker) under its guard, in a session of its own (a
+        Ctrl-C at the terminal reaches only us; we stop them in order)."""
         for component in COMPONENTS:
-            log = open(self.logs / f"{component}.log", "a")  # noqa: SIM115 - lives with the child
-            args = [component] + (["--port", str(self.port)] if component == "api-server" else [])
-            guard_args = ["--parent", str(os.getpid()), "--grace", str(STOP_GRACE_SECONDS)]
-            try:
-                self.processes[component] = subprocess.Popen(
-                    [sys.executable, "-m", __name__, *guard_args, "--"]
-                    + [self._airflow_program(), *args],
-                    env=self.environment(),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    preexec_fn=die_with_parent,
-                )
-            finally:
-                log.close()
+            args = [component, *COMPONENT_ARGS.get(component, [])]
+            if component == "api-server":
+                args += ["--port", str(self.port)]
+            self._spawn(component, args, self.environment(), self.logs / f"{component}.log")
+        for i, env in enumerate(self.workers, start=1):
+            # No log server: it would listen on every interface (see COMPONENT_ARGS); each
+            # worker's task logs stay in its own home (AIRFLOW_HOME/logs).
+            args = ["celery", "worker", "--celery-hostname", f"worker{i}", "--skip-serve-logs"]
+            log = Path(env["AIRFLOW_HOME"]) / "worker.log"
+            self._spawn(f"worker{i}", args, {**self.environment(), **env}, log)
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "a")  # noqa: SIM115 - lives with the child
+        guard_args = ["--parent", str(os.getpid()), "--grace", str(STOP_GRACE_SECONDS)]
+        try:
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", __name__, *guard_args, "--"]
+                + [self._airflow_program(), *args],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+        finally:
+            log.close()
 
     def check_alive(self) -> None:
         for name, process in self.processes.items():

@@ -31,7 +31,7 @@ from loopline.dev.stack import COMPONENTS, die_with_parent
 from ...conftest import SESSION_DIR, free_port
 
 LOOPLINE = str(Path(sys.executable).with_name("loopline"))
-HEALTHY_LINE = "Airflow UI http://localhost:"
+HEALTHY_LINE = "Airflow UI http://127.0.0.1:"
 GONE_WITHIN = 60  # seconds: the guards' grace (10 s) and sweep, with room for a busy machine
 
 
