@@ -332,8 +332,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _up_cluster(server, args: argparse.Namespace) -> int:
+    from loopline.adapters import warehouse
     from loopline.dev.cluster import LocalCluster
 
+    warehouse.upgrade(server.url("warehouse"))  # the workers' tasks write to it at once
     cluster = LocalCluster(
         settings.state_dir() / "cluster", workers=args.workers, port=args.port, server=server
     )

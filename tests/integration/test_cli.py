@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from loopline.adapters import warehouse
@@ -143,6 +145,20 @@ def test_the_cli_says_what_is_wrong_at_once(own_models):
     finally:
         broken.unlink()
 
+    hooked = own_models["specs"] / "hooked.yaml"
+    hooked.write_text(
+        (own_models["specs"] / "panel.yaml").read_text().replace("name: panel", "name: hooked")
+        + "hooks:\n  after_ingest: [\"my_team.checks:count_rows\"]\n"
+    )
+    try:  # it said only `No module named 'my_team'`
+        result = loopline(own_models, "run", "hooked", "--start", day(0), "--end", day(0))
+        said = result.stdout + result.stderr
+        assert result.returncode == 1, said[-3000:]
+        assert "model 'hooked': hook 'my_team.checks:count_rows' (hooks.after_ingest)" in said
+        assert "include/my_team/checks.py" in said, said[-3000:]
+    finally:
+        hooked.unlink()
+
     outside = own_models["root"] / "x_daily.log"
     result = loopline(own_models, "run", "../../x", "--start", day(0), "--end", day(0))
     assert result.returncode == 2 and "is not a model name" in result.stderr
@@ -172,6 +188,10 @@ def test_anyones_columns_from_the_first_day_with_replay_alone(own_models):
     assert "skipped train: not trained yet: model 'survey': 4 labelled day(s)" in out
     assert "survey_train 2026-01-12 (scheduled): success" in out
     assert "v1   promoted" in out and "task(s) skipped, reasons above" in out
+    log = Path(re.search(r"\(Airflow task logs: (\S+)\)", out).group(1)).read_text()
+    # 92 `[error] XCom not found` lines in successful runs once: `error` means an error
+    assert "XCom not found" not in log and "[error" not in log, log[-3000:]
+    assert log.count("Warning:") <= 5, [l for l in log.splitlines() if "Warning:" in l][:20]
     scored = warehouse.predictions("survey", START + dt.timedelta(days=13))
     assert len(scored) == 110 and scored.model_version.eq(1).all()
     listed = loopline(own_models, "airflow", "dags", "list", "-o", "plain")

@@ -172,7 +172,8 @@ def test_a_day_in_four_shards_runs_on_both_workers_and_matches_a_local_run(clust
     assert counts.rows_read == ROWS == counts.rows_clean + counts.rows_quarantined
     on_cluster = warehouse.predictions("churn", day(7)).set_index("entity_id")
     assert len(on_cluster) == counts.rows_clean
-    assert cluster.local_files() == []  # nothing of the day on any worker's or the scheduler's disk
+    left = cluster.local_files()
+    assert left == [], left  # nothing of the day on any worker's or the scheduler's disk
     # the same day through dag.test() in this process, against the same stores
     local = run_day("churn_daily", day(7))
     assert local.state == "success", conftest.task_states(local)

@@ -255,8 +255,10 @@ def load_frame(run_id: str, path: str) -> pd.DataFrame:
     for loopline's own columns (a run from before they were marked is upgraded)."""
     mlflow = _mlflow()
     client()
-    with _artifact_of(run_id, path):
-        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path)
+    # Into a scratch folder removed after the read: without dst_path MLflow downloads into a
+    # temporary folder of its own that it never removes (a holdout left on every worker's disk).
+    with _artifact_of(run_id, path), tempfile.TemporaryDirectory(dir=settings.scratch_dir()) as tmp:
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=tmp)
         return columns.upgrade(pd.read_parquet(local))
 
 

@@ -97,4 +97,8 @@ class RetrainTriggerOperator(TriggerDagRunOperator):
             "change_date": decision.change_date.isoformat() if decision.change_date else None,
         }
         self.note = f"Retraining triggered by {self.source} on {day}: {decision.reason}"
+        # A run after now with no logical date, as a manual run from the UI: with the default
+        # (logical date = now) a DAG whose start_date lies ahead (a model not live yet, a spec
+        # with scheduled runs held back) got a run with no task instances, "success" at once.
+        self.run_after = dt.datetime.now(dt.UTC)
         return super().execute(context)

@@ -255,10 +255,11 @@ class LocalCluster:
             yield self
 
     def kill_worker(self, i: int) -> None:
-        """SIGKILL a worker and every process below its guard (a machine lost mid-task)."""
+        """SIGKILL a worker and every process below its guard (a machine lost mid-task); the
+        stack's health checks no longer count it."""
         import psutil
 
-        process = self.airflow.processes[f"worker{i}"]
+        process = self.airflow.processes.pop(f"worker{i}")
         tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
         for p in tree:
             with suppress(psutil.NoSuchProcess):
