@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -70,6 +71,17 @@ def pg_server():
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def airflow_metadata(pg_server, request):
+    """A new, empty Airflow metadata database of this test's own (the CLI migrates it): runs
+    another test left in the session's store never show up in this one's queries."""
+    name = "airflow_" + re.sub(r"\W", "_", request.node.name)[:40].lower()
+    pg_server.psql("postgres", f"DROP DATABASE IF EXISTS {name}")
+    pg_server.psql("postgres", f"CREATE DATABASE {name} OWNER airflow")
+    pg_server.psql("postgres", f"GRANT CONNECT ON DATABASE {name} TO airflow")
+    yield pg_server.url("airflow").rsplit("/", 1)[0] + "/" + name
 
 
 @pytest.fixture(scope="session")

@@ -143,7 +143,7 @@ def test_a_header_in_another_unicode_form_is_the_same_column(pipeline, monkeypat
     account("churn", DAY)
 
 
-def test_two_commands_failing_together_each_print_their_own_error(pipeline, pg_server):
+def test_two_commands_failing_together_each_print_their_own_error(pipeline, airflow_metadata):
     """All CLI runs shared one task log and read the first error after their offset: one
     printed the other model's error."""
     case("two-commands-fail-together")
@@ -154,7 +154,7 @@ def test_two_commands_failing_together_each_print_their_own_error(pipeline, pg_s
         **os.environ,
         "LOOPLINE_SPECS_DIR": str(specs),
         "LOOPLINE_HOME": str(pipeline / "home"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg_server.url("airflow"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_metadata,
     }
     env.pop("AIRFLOW_HOME", None)
     # alpha: no day folder at all; beta: a file whose column was renamed
@@ -183,9 +183,11 @@ def test_two_commands_failing_together_each_print_their_own_error(pipeline, pg_s
         for model in ("alpha", "beta")
     ]
     outputs = [c.communicate(timeout=600) for c in commands]
-    (alpha_out, _), (beta_out, _) = outputs
+    (alpha_out, alpha_err), (beta_out, beta_err) = outputs
     assert commands[0].returncode == 1 and commands[1].returncode == 1
-    assert f"model 'alpha', date {DAY}: no .parquet or .csv files" in alpha_out, alpha_out
+    assert f"model 'alpha', date {DAY}: no .parquet or .csv files" in alpha_out, (
+        alpha_out + alpha_err[-3000:]
+    )
     assert "plan_name" not in alpha_out and "model 'beta'" not in alpha_out
-    assert "model 'beta'" in beta_out and "column 'plan'" in beta_out, beta_out
+    assert "model 'beta'" in beta_out and "column 'plan'" in beta_out, beta_out + beta_err[-3000:]
     assert "model 'alpha'" not in beta_out

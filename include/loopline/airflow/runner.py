@@ -31,6 +31,8 @@ ERROR_LINE = re.compile(
 # Every run the CLI makes carries its process in its conf: a run whose process is gone (killed)
 # is marked failed by the next CLI command, so it never blocks a retraining as "running".
 CLI_KEY = "_loopline_cli"
+# The PostgreSQL advisory lock two CLI commands take to write the DAGs to one metadata store.
+DAG_SYNC_LOCK = 0x6C6F6F706C696E65  # "loopline"
 TASK_LINE = re.compile(r"\[DAG TEST\] running task <TaskInstance: [^.]+\.(?P<task>\S+) ")
 SKIP_LINE = re.compile(r"Skipping task\..*reason=(?P<q>['\"])(?P<reason>.*)(?P=q)")
 
@@ -87,6 +89,7 @@ class Runner:
             from airflow.dag_processing.dagbag import DagBag
 
             self.bag = DagBag(str(settings.REPO_ROOT / "dags"))
+            sync_dags()
         self.healed = heal_orphaned_runs()
 
     def dag(self, dag_id: str):
@@ -184,6 +187,46 @@ def scheduled_trainings(spec: ModelSpec, day: dt.date) -> list[dt.date]:
     while (tick := ticks.get_next(dt.datetime)) < start + dt.timedelta(days=1):
         found.append(tick.date())
     return sorted(set(found))
+
+
+def sync_dags() -> None:
+    """Write the DAG bundles to the metadata store as ``dag.test`` does, under a lock: two
+    commands started together on a new store both inserted the same DAGs and assets, and one
+    failed on a unique key before its first task. Once written, each ``dag.test``'s own sync
+    finds them unchanged."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+
+    manager = DagBundlesManager()
+    with _metadata_lock(DAG_SYNC_LOCK):
+        manager.sync_bundles_to_db()
+        for bundle in manager.get_all_dag_bundles():
+            if not bundle.is_initialized:
+                bundle.initialize()
+            bag = BundleDagBag(
+                dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name
+            )
+            sync_bag_to_db(bag, bundle.name, bundle.version)
+
+
+@contextmanager
+def _metadata_lock(key: int) -> Iterator[None]:
+    """A PostgreSQL advisory lock on the metadata store, held on a connection of its own while
+    the block's sessions commit (SQLite has one writer at a time anyway)."""
+    from airflow import settings as airflow_settings
+    from sqlalchemy import text
+
+    with airflow_settings.engine.connect() as conn:
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            conn.commit()
+        try:
+            yield
+        finally:
+            if postgres:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()
 
 
 def heal_orphaned_runs() -> list[str]:
