@@ -73,6 +73,8 @@ def _mlflow():
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
+    import loopline.adapters.skops_io  # noqa: F401  (before MLflow imports it, noisily)
+
     return mlflow
 
 
@@ -204,10 +206,10 @@ def log_model(model, name: str, sample: pd.DataFrame, score, registered_name: st
     """Log a fitted pipeline with its signature; register it when ``registered_name`` is set.
     Returns the registered version (or None)."""
     mlflow = _mlflow()
-    import skops.io
+    from loopline.adapters.skops_io import io as skops_io
 
     # Our own artifact, so its non-sklearn types (the XGBoost booster) are trusted by name.
-    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    trusted = skops_io.get_untrusted_types(data=skops_io.dumps(model))
     info = mlflow.sklearn.log_model(
         model,
         name=name,

@@ -75,7 +75,7 @@ TASK_PRELOAD = (
     "mlflow.store.tracking.sqlalchemy_store",
     "mlflow.store.model_registry.sqlalchemy_store",
     "alembic.command",
-    "skops.io",
+    "loopline.adapters.skops_io",
     "matplotlib.pyplot",
     "git",
 )
