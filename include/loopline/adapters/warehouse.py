@@ -697,14 +697,8 @@ def drift_reports(model: str, url=None) -> pd.DataFrame:
 
 
 def recent_drift_flags(model: str, day: dt.date, m: int, url=None) -> list[bool]:
-    frame = query(
-        f"SELECT dataset_drift FROM {SCHEMA}.drift_reports "
-        "WHERE model = %(model)s AND partition_date <= %(day)s "
-        "ORDER BY partition_date DESC LIMIT %(m)s",
-        {"model": model, "day": day, "m": m},
-        url,
-    )
-    return [bool(v) for v in frame["dataset_drift"]]
+    """The newest ``m`` dataset-drift verdicts up to ``day``, newest first, without their days."""
+    return [drifted for _, drifted in drift_verdicts(model, day, m, url)]
 
 
 def days_since_last_trigger(model: str, day: dt.date, url=None) -> int | None:

@@ -161,17 +161,22 @@ def set_challenger(model: str, version: int, *, reason: str, dag_run_id: str | N
         aliases.record(row, alias=model_store.CHALLENGER, version=int(version))
 
 
+def _challenger_and_champion(model: str, action: str) -> tuple[int, int | None]:
+    """The challenger's version and the champion's (None without one), inside
+    :func:`aliases.changing`; no challenger is an error naming what could not be done."""
+    challenger = model_store.alias_version(model, model_store.CHALLENGER)
+    if challenger is None:
+        raise PermanentError(
+            f"no challenger to {action}", model=model, hint="see `loopline history`"
+        )
+    champion = model_store.champion_version(model)
+    return int(challenger.version), int(champion.version) if champion is not None else None
+
+
 def promote(model: str, *, reason: str, dag_run_id: str | None = None, evidence=None) -> int:
     """Make the challenger the champion (by hand, or on live evidence)."""
     with aliases.changing(model):
-        challenger = model_store.alias_version(model, model_store.CHALLENGER)
-        if challenger is None:
-            raise PermanentError(
-                "no challenger to promote", model=model, hint="see `loopline history`"
-            )
-        champion = model_store.champion_version(model)
-        previous = int(champion.version) if champion is not None else None
-        version = int(challenger.version)
+        version, previous = _challenger_and_champion(model, "promote")
         row = _row(model, "promoted", version, previous, [reason], evidence or {}, dag_run_id)
         aliases.record(
             row, alias=model_store.CHAMPION, version=version, removes=model_store.CHALLENGER
@@ -182,14 +187,7 @@ def promote(model: str, *, reason: str, dag_run_id: str | None = None, evidence=
 def retire(model: str, *, reason: str, dag_run_id: str | None = None) -> int:
     """Take the challenger out of shadow."""
     with aliases.changing(model):
-        challenger = model_store.alias_version(model, model_store.CHALLENGER)
-        if challenger is None:
-            raise PermanentError(
-                "no challenger to retire", model=model, hint="see `loopline history`"
-            )
-        champion = model_store.champion_version(model)
-        previous = int(champion.version) if champion is not None else None
-        version = int(challenger.version)
+        version, previous = _challenger_and_champion(model, "retire")
         row = _row(model, "retired", version, previous, [reason], {}, dag_run_id)
         aliases.record(row, alias=None, version=None, removes=model_store.CHALLENGER)
     return version
