@@ -465,7 +465,7 @@ def run_one(args) -> None:
             measured["replay_seconds"] = round(time.monotonic() - started, 1)
             Path(args.json).write_text(json.dumps(measured, indent=1))
             if args.plot:
-                plot(result, args.plot)
+                plot(result, measured, args.plot)
         finally:
             server.stop()
 
@@ -524,11 +524,12 @@ def run_many(args, plan: list[tuple]) -> list[dict]:
     return runs
 
 
-def plot(result: dict, path: str) -> None:
+def plot(result: dict, measured: dict, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import pandas as pd
 
     drift, perf, decisions = result["drift"], result["performance"], result["decisions"]
     changes = change_days(result["scenario"])
@@ -541,6 +542,10 @@ def plot(result: dict, path: str) -> None:
     top.set_ylabel("drifted share\n(weighted)")
     for version, part in perf.groupby("model_version"):
         bottom.plot(part.partition_date, part.value, "o-", label=f"v{version}")
+    days = pd.DataFrame(measured["days"])
+    days["day"] = pd.to_datetime(days["day"]).dt.date
+    bottom.plot(days.day, days.oracle, "k:", label="oracle")
+    bottom.plot(days.day, days.ceiling, color="tab:grey", linewidth=1, label="ceiling")
     bottom.set_ylabel(f"realized {result['spec'].primary_metric}")
     bottom.legend(title="model version", ncol=2, fontsize="small")
     for axis in (top, bottom):

@@ -25,6 +25,10 @@ import yaml
 from .. import conftest
 from ..conftest import CHURN_SPEC, SESSION_DIR, forget_models, free_port, run_day
 
+# The first test also starts the cluster (Redis, S3, MLflow, Airflow, two workers): ~6 min on an
+# idle 2-core machine, over the suite's 10-minute limit when the machine is shared.
+pytestmark = pytest.mark.timeout(1500)
+
 START = dt.date(2026, 3, 1)
 ROWS = 4000
 SHARDS = 4
