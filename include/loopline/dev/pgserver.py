@@ -69,10 +69,13 @@ def _reachable_install() -> Path:
         libs = package.with_name(f"{package.name}.libs")
         if libs.is_dir():
             shutil.copytree(libs, staging / libs.name, symlinks=True)
-        os.chmod(staging, 0o755)
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
         (target / ".complete").touch()
+    # The two folders copytree does not copy take the process's umask: the CLI's 077 made them
+    # root-only, and `make run` as root could not start initdb. Set (and mended) on every call.
+    for folder in (target, target / source.parent.name):
+        os.chmod(folder, 0o755)
     return target / source.parent.name / source.name
 
 
