@@ -333,7 +333,8 @@ def _backfill(
     max_active: int = 4,
 ) -> int:
     """A backfill over whole days (a daily run's logical date is its interval start, the day at
-    02:00 UTC); returns its id."""
+    02:00 UTC); returns its id. One an earlier `make run` left unfinished is cancelled first."""
+    airflow.cancel_unfinished_backfills(dag_id)
     return airflow.backfill(
         dag_id,
         f"{start}T00:00:00+00:00",

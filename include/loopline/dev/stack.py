@@ -330,6 +330,17 @@ class LocalAirflow:
         }
         return int(self.api("POST", "backfills", body)["id"])
 
+    def cancel_unfinished_backfills(self, dag_id: str) -> list[int]:
+        """Cancel the backfills of ``dag_id`` that an earlier stack left unfinished, returning
+        their ids. A stack stopped before its scheduler marked a backfill complete (Ctrl-C
+        after `make run`'s summary) made the next `make run` fail: 409 "There is already a
+        running backfill for dag churn_daily"."""
+        found = self.api("GET", f"backfills?dag_id={dag_id}&limit=100")["backfills"]
+        unfinished = [b["id"] for b in found if b.get("completed_at") is None]
+        for backfill_id in unfinished:
+            self.api("PUT", f"backfills/{backfill_id}/cancel")
+        return unfinished
+
     def wait_backfill(self, backfill_id: int, timeout: float = 120) -> None:
         """Until the scheduler has marked the backfill complete (its runs finished): a DAG takes
         one backfill at a time."""
