@@ -45,8 +45,8 @@ import pandas as pd
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 
+from loopline.core.categories import category_text
 from loopline.core.spec import Drift, ModelSpec
-from loopline.core.validation import category_text
 
 POINTS = 1000  # quantile points of a numeric sketch (plus its tails)
 PSI_BINS = 10
@@ -352,9 +352,10 @@ class Window:
 # --- comparisons ------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FeatureDrift:
-    """One feature's verdict and the evidence for it (every field is finite or None)."""
+    """One feature's verdict and the evidence for it (every field is finite or None); built by
+    keyword only, since a dozen of its fields are numbers that a position would mix up."""
 
     feature: str
     kind: str  # numeric | categorical | score | label
@@ -539,18 +540,18 @@ def compare_numeric(
     found = numeric_statistics(reference, current)
     null_ref, null_cur, null_p = missingness(reference, current)
     return FeatureDrift(
-        name,
-        kind,
-        "ks",
-        found["statistic"],
-        found["p_value"],
-        found["p_value"],
-        found["psi"],
-        found["wasserstein"],
-        None,
-        reference.n,
-        current.n,
-        null_cur,
+        feature=name,
+        kind=kind,
+        test="ks",
+        statistic=found["statistic"],
+        p_value=found["p_value"],
+        p_adjusted=found["p_value"],
+        psi=found["psi"],
+        wasserstein=found["wasserstein"],
+        unseen_share=None,
+        n_ref=reference.n,
+        n_cur=current.n,
+        null_share=null_cur,
         nulls_ref=reference.nulls,
         nulls_cur=current.nulls,
         null_share_ref=null_ref,
@@ -565,18 +566,18 @@ def compare_categorical(
     found = categorical_statistics(reference, current)
     null_ref, null_cur, null_p = missingness(reference, current)
     return FeatureDrift(
-        name,
-        "categorical",
-        "chi2",
-        found["statistic"],
-        found["p_value"],
-        found["p_value"],
-        found["psi"],
-        None,
-        found["unseen_share"],
-        reference.n,
-        current.n,
-        null_cur,
+        feature=name,
+        kind="categorical",
+        test="chi2",
+        statistic=found["statistic"],
+        p_value=found["p_value"],
+        p_adjusted=found["p_value"],
+        psi=found["psi"],
+        wasserstein=None,
+        unseen_share=found["unseen_share"],
+        n_ref=reference.n,
+        n_cur=current.n,
+        null_share=null_cur,
         js_distance=found["js"],
         nulls_ref=reference.nulls,
         nulls_cur=current.nulls,
@@ -589,18 +590,18 @@ def compare_categorical(
 def absent(name: str, kind: str, reference) -> FeatureDrift:
     """A feature of the reference that the current data does not have at all."""
     return FeatureDrift(
-        name,
-        kind,
-        "none",
-        0.0,
-        1.0,
-        1.0,
-        0.0,
-        None,
-        None,
-        reference.n,
-        0,
-        0.0,
+        feature=name,
+        kind=kind,
+        test="none",
+        statistic=0.0,
+        p_value=1.0,
+        p_adjusted=1.0,
+        psi=0.0,
+        wasserstein=None,
+        unseen_share=None,
+        n_ref=reference.n,
+        n_cur=0,
+        null_share=0.0,
         decision="absent",
         rule="absent: the feature is missing from the current data",
     )

@@ -13,8 +13,8 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import OrdinalEncoder
 
+from loopline.core.categories import category_text
 from loopline.core.spec import ModelSpec
-from loopline.core.validation import category_text
 
 
 def input_columns(spec: ModelSpec) -> list[str]:

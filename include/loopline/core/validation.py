@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from loopline.core.categories import category_text
 from loopline.core.columns import ENTITY_ID, EVENT_TS
 from loopline.core.errors import BatchValidationError
 from loopline.core.spec import ModelSpec
@@ -34,22 +35,6 @@ CHECK_NAMES = {
 EXPECTATION_OF = {check: name for name, check in CHECK_NAMES.items()}
 # Column names of the typed (clean) frame, whatever the spec calls them (loopline.core.columns).
 ENTITY, TIMESTAMP = ENTITY_ID, EVENT_TS
-
-
-def category_text(values: pd.Series) -> pd.Series:
-    """Categories as text, one spelling per value whatever the file's type: a number sent for a
-    category compares by its text, and a whole float is an integer (2.0 -> '2'), so an
-    integer-coded column reads the same with or without nulls."""
-
-    def text(value) -> str:
-        if isinstance(value, float | np.floating) and float(value).is_integer():
-            return str(int(value))
-        return str(value)
-
-    if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
-        return values  # text already: no work
-    texts = values.map(text, na_action="ignore").astype(object)
-    return texts.where(values.notna(), None)
 
 
 class Reasons:

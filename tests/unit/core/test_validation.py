@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from loopline.adapters.specs import get_spec
+from loopline.core.categories import category_text
 from loopline.core.columns import ENTITY_ID, EVENT_TS
 from loopline.core.errors import BatchValidationError
 from loopline.core.validation import (
     DayCounts,
     RowValidator,
-    category_text,
     check_columns,
     judge_day,
     validate_batch,
