@@ -494,10 +494,10 @@ def test_code_and_specs_are_mounted_and_importable():
     assert re.search(
         rf"^ENV\s+PYTHONPATH=\S*{CODE_ROOT_IN_IMAGE}/include", DOCKERFILE.read_text(), re.M
     ), f"Dockerfile: no ENV PYTHONPATH with {CODE_ROOT_IN_IMAGE}/include"
-    # loopline.config's REPO_ROOT is the parent of include/: in the image, /opt/airflow.
-    from loopline.adapters import settings as config
+    # loopline.adapters.settings' REPO_ROOT is the parent of include/: in the image, /opt/airflow.
+    from loopline.adapters import settings
 
-    assert config.REPO_ROOT == REPO, f"loopline.config.REPO_ROOT is {config.REPO_ROOT}, not {REPO}"
+    assert settings.REPO_ROOT == REPO, f"settings.REPO_ROOT is {settings.REPO_ROOT}, not {REPO}"
 
 
 def test_airflow_init_migrates_both_databases_and_writes_the_login():

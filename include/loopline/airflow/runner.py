@@ -211,22 +211,27 @@ def sync_dags() -> None:
 
 @contextmanager
 def _metadata_lock(key: int) -> Iterator[None]:
-    """A PostgreSQL advisory lock on the metadata store, held on a connection of its own while
-    the block's sessions commit (SQLite has one writer at a time anyway)."""
+    """A PostgreSQL advisory lock on the metadata store, held on a DB-API connection of its own
+    (from Airflow's engine) while the block's sessions commit; SQLite has one writer at a time
+    anyway."""
     from airflow import settings as airflow_settings
-    from sqlalchemy import text
 
-    with airflow_settings.engine.connect() as conn:
-        postgres = conn.dialect.name == "postgresql"
-        if postgres:
-            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
-            conn.commit()
+    if airflow_settings.engine.dialect.name != "postgresql":
+        yield
+        return
+    conn = airflow_settings.engine.raw_connection()
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", (key,))
+        conn.commit()
         try:
             yield
         finally:
-            if postgres:
-                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                conn.commit()
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            conn.commit()
+    finally:
+        conn.close()
 
 
 def heal_orphaned_runs() -> list[str]:
