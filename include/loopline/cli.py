@@ -218,25 +218,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def print_summary(model: str) -> None:
-    from loopline.dev.demo import print_days
+    from loopline.steps import digest
 
     print()
-    print_days(model)
+    print("\n".join(digest.days(model)))
 
 
 def print_history(model: str) -> None:
-    from loopline.steps.rollback import history
+    from loopline.steps import digest
 
-    events = history(model)
-    if events.empty:
-        print(f"{model}: no promotions, rejections or rollbacks yet")
-    for e in events.itertuples():
-        previous = f" (was v{e.previous_champion})" if e.previous_champion is not None else ""
-        state = "" if e.state == "done" else f" [{e.state}: a crash stopped it]"
-        print(
-            f"{e.created_at:%Y-%m-%d %H:%M:%S}  v{e.version:<3} {e.event:<12}{previous}{state}  "
-            + "; ".join(e.reasons)
-        )
+    print("\n".join(digest.history(model)))
 
 
 def cmd_summary(args: argparse.Namespace) -> int:

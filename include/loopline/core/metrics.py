@@ -12,19 +12,10 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from loopline.core.columns import LABEL
-from loopline.core.spec import ModelSpec
+from loopline.core.spec import METRICS, ModelSpec
 
 # Whether a larger value of the metric is better; the gate compares in this direction.
-GREATER_IS_BETTER = {
-    "roc_auc": True,
-    "pr_auc": True,
-    "log_loss": False,
-    "brier": False,
-    "ece": False,
-    "rmse": False,
-    "mae": False,
-    "r2": True,
-}
+GREATER_IS_BETTER = {name: name in ("roc_auc", "pr_auc", "r2") for name in METRICS}
 MIN_SLICE_ROWS = 30
 
 

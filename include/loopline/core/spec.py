@@ -32,6 +32,7 @@ HOOK_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 HOOK_POINTS = ("after_ingest", "after_validate", "after_predict")
 CLASSIFICATION_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
+METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS  # every metric loopline computes
 DEFAULT_PRIMARY = {"binary_classification": "roc_auc", "regression": "rmse"}
 DEFAULT_GUARDRAILS = {"binary_classification": ["log_loss", "brier"], "regression": ["mae"]}
 

@@ -34,6 +34,7 @@ from loopline.adapters import model_store, settings, warehouse
 from loopline.dev.pgserver import LocalPostgres
 from loopline.dev.simulate import SHORT_WINDOWS, Scenario, simulate
 from loopline.dev.stack import TASK_PRELOAD, LocalAirflow, stop_on_signals
+from loopline.steps import digest
 
 MODEL = "churn"
 # Days run one at a time after the first training: one before the shift, one to see it, one to
@@ -88,62 +89,8 @@ class Progress:
         self.last = None
 
 
-def print_days(model: str) -> None:
-    frame = warehouse.day_table(model)
-    print(f"{'date':<12}{'read':>7}{'clean':>7}{'quar.':>7}{'scored':>8}{'model':>7}  status")
-    for r in frame.itertuples():
-        version = f"v{int(r.version)}" if r.version == r.version and r.version else "-"
-        status = "ok" if r.success else f"FAILED: {r.error}"
-        print(
-            f"{r.partition_date!s:<12}{r.rows_read:>7}{r.rows_clean:>7}{r.rows_quarantined:>7}"
-            f"{r.predicted:>8}{version:>7}  {status}"
-        )
-    print(
-        f"{'total':<12}{frame.rows_read.sum():>7}{frame.rows_clean.sum():>7}"
-        f"{frame.rows_quarantined.sum():>7}{frame.predicted.sum():>8}"
-    )
-
-
-def print_monitoring(model: str) -> None:
-    drift = warehouse.drift_reports(model)
-    for r in drift.itertuples():
-        verdict = "DRIFT" if r.dataset_drift else "ok   "
-        print(
-            f"  {r.partition_date}  {verdict} share {r.drifted_share:.2f}  "
-            f"{', '.join(r.drifted_features) or '-'}"
-        )
-    if len(drift) and drift.dataset_drift.any():
-        print(f"  report of the first drift: {drift[drift.dataset_drift].report_uri.iloc[0]}")
-    decisions = warehouse.retrain_decisions(model)
-    shown = decisions[decisions.triggered | ~decisions.reason.str.startswith("no ")]
-    for r in shown.itertuples():
-        print(
-            f"  {r.partition_date} {r.source:<11} {'TRIGGERED: ' if r.triggered else ''}{r.reason}"
-        )
-
-
-def print_models(model: str) -> None:
-    for e in warehouse.model_events(model).itertuples():
-        print(f"  {e.created_at:%H:%M:%S} v{e.version} {e.event}: {'; '.join(e.reasons)}")
-    champion = model_store.champion_version(model)
-    if champion is None:
-        print("  no champion")
-        return
-    tags = champion.tags
-    shown = (
-        "holdout_roc_auc",
-        "holdout_pr_auc",
-        "holdout_log_loss",
-        "holdout_brier",
-        "holdout_ece",
-        "holdout_rmse",
-        "holdout_mae",
-    )
-    metrics = ", ".join(
-        f"{k.removeprefix('holdout_')} {float(tags[k]):.4f}" for k in shown if k in tags
-    )
-    print(f"  champion: {model} v{champion.version} (MLflow run {champion.run_id})")
-    print(f"  holdout: {metrics}; calibrated: {tags.get('calibrated')}")
+def _print(lines: list[str]) -> None:
+    print("\n".join(lines))
 
 
 def print_predictions(model: str, day: dt.date, url: str) -> None:
@@ -348,11 +295,11 @@ def _summary(
     airflow: LocalAirflow, server: LocalPostgres, url: str, last: dt.date, started: float
 ) -> None:
     _step(f"done in {(time.monotonic() - started) / 60:.1f} min; per day in the warehouse:")
-    print_days(MODEL)
+    _print(digest.days(MODEL))
     _step("drift reports (warehouse.drift_reports) and retraining decisions")
-    print_monitoring(MODEL)
+    _print(digest.monitoring(MODEL))
     _step("model history (warehouse.model_events) and the champion")
-    print_models(MODEL)
+    _print(digest.champion(MODEL))
     _step("predictions (warehouse.predictions, views predictions_latest / predictions_daily)")
     print_predictions(MODEL, last, url)
     loopline = ".venv/bin/loopline"

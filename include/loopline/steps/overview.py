@@ -12,9 +12,7 @@ import pandas as pd
 from loopline.adapters import model_store, storage, warehouse
 from loopline.adapters.specs import get_spec, load_specs
 from loopline.core.errors import PermanentError
-from loopline.core.spec import ModelSpec
-
-METRIC_TAGS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "rmse", "mae", "r2")
+from loopline.core.spec import METRICS, ModelSpec
 
 
 @dataclass
@@ -25,6 +23,8 @@ class ModelSummary:
     primary_metric: str
     champion: int | None = None
     champion_metrics: dict[str, float] = field(default_factory=dict)
+    champion_run_id: str | None = None
+    champion_calibrated: bool | None = None
     challenger: int | None = None
     last_drift: dict | None = None
     last_decision: dict | None = None
@@ -52,7 +52,7 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 def _champion_metrics(version) -> dict[str, float]:
     tags = version.tags
-    return {m: float(tags[f"holdout_{m}"]) for m in METRIC_TAGS if f"holdout_{m}" in tags}
+    return {m: float(tags[f"holdout_{m}"]) for m in METRICS if f"holdout_{m}" in tags}
 
 
 def summary(spec: ModelSpec) -> ModelSummary:
@@ -61,6 +61,9 @@ def summary(spec: ModelSpec) -> ModelSummary:
     if champion is not None:
         found.champion = int(champion.version)
         found.champion_metrics = _champion_metrics(champion)
+        found.champion_run_id = champion.run_id
+        if "calibrated" in champion.tags:
+            found.champion_calibrated = champion.tags["calibrated"] == "True"
     challenger = model_store.alias_version(spec.name, model_store.CHALLENGER)
     found.challenger = int(challenger.version) if challenger is not None else None
     drift = warehouse.drift_reports(spec.name)

@@ -431,6 +431,27 @@ def test_model_page_lists_drift_checks_and_days(model_page, world):
     assert performance.count("<circle") == len(SCORED)
 
 
+def test_the_terminals_digest_tells_what_the_models_view_shows(world):
+    """`loopline summary` / `history` and `make run`'s summary read the view's summary."""
+    from loopline.adapters.specs import get_spec
+    from loopline.steps import digest, overview
+
+    shown = overview.summary(get_spec("churn"))
+    first, second = world["gates"]
+    assert shown.champion == first.version and shown.champion_run_id
+    lines = digest.champion("churn")
+    assert lines[-2] == f"  champion: churn v{first.version} (MLflow run {shown.champion_run_id})"
+    assert f"roc_auc {shown.champion_metrics['roc_auc']:.4f}" in lines[-1]
+    assert lines[-1].endswith(f"calibrated: {shown.champion_calibrated}")
+    assert shown.champion_calibrated in (True, False)
+    history = digest.history("churn")
+    assert len(history) == len(lines) - 2 == 2  # v1 promoted, v2 rejected
+    assert f"v{second.version} " in history[1] and "rejected" in history[1]
+    days = digest.days("churn")
+    assert len(days) == DAYS + 2  # a header, a line per day, the totals
+    assert sum(int(line.split()[4]) for line in days[1:-1]) == int(days[-1].split()[4])
+
+
 def test_a_rollback_shows_in_the_history_and_moves_the_champion(client, world):
     from loopline.steps.rollback import rollback
 
