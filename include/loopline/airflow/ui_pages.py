@@ -599,19 +599,9 @@ def slices_html(slices: dict, primary: str) -> str:
     return f"<h3>Slices (holdout)</h3><div class='grid'>{''.join(blocks)}</div>"
 
 
-def version_aliases(version: dict, model: ModelSummary) -> list[str]:
-    """The version's aliases; champion and challenger from the summary as well (MLflow's
-    version search leaves a version's aliases empty)."""
-    found = list(version.get("aliases") or [])
-    for alias, holder in (("champion", model.champion), ("challenger", model.challenger)):
-        if holder == int(version["version"]) and alias not in found:
-            found.append(alias)
-    return found
-
-
-def version_section(version: dict, model: ModelSummary) -> str:
+def version_section(version: dict) -> str:
     number_ = int(version["version"])
-    aliases = version_aliases(version, model)
+    aliases = version["aliases"]  # champion and challenger (steps.overview.detail)
     tags = " ".join(badge(a, "ok" if a == "champion" else "warn") for a in aliases)
     card = version.get("card")
     body = card_html(card) if card else "<p class='muted'>No model card for this version.</p>"
@@ -625,7 +615,7 @@ def version_section(version: dict, model: ModelSummary) -> str:
 
 def model_page(base: str, detail: ModelDetail) -> str:
     model = detail.summary
-    versions = "".join(version_section(v, model) for v in detail.versions)
+    versions = "".join(version_section(v) for v in detail.versions)
     body = f"""
 <h1>{esc(model.name)}</h1>
 <p class="muted">{esc(model.description)} ({esc(model.task.replace("_", " "))}, primary metric
