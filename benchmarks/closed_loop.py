@@ -133,7 +133,7 @@ def replay(args, model: str) -> dict:
             print(runner.run(f"{model}_train", conf, day.isoformat()).line(), flush=True)
         for outcome in runner.replay(spec, [day], scheduled=args.schedule):
             if not outcome.ok or outcome.dag_id.endswith("_train"):
-                champion = model_store.champion_version(model)
+                champion = model_store.store().champion(model)
                 print(f"{outcome.line()} -> champion v{champion.version}", flush=True)
     return {
         "scenario": parsed,
@@ -239,7 +239,7 @@ def promotion_checks(spec, result: dict) -> list[dict]:
         y = frame[LABEL].to_numpy()
         values = {}
         for version in (e.version, e.previous_champion):
-            model = model_store.load_model(f"models:/{spec.name}/{version}", model=spec.name)
+            model = model_store.store().load_version(spec.name, version)
             values[version] = metrics(spec, y, score(spec, model, frame))[spec.primary_metric]
         new, old = values[e.version], values[e.previous_champion]
         found.append(

@@ -187,7 +187,7 @@ def stage_validate(path: str) -> dict:
     seconds, result = timed(validate_day, spec, DAY, run_id="bench")
     peak = peak_mib()
     floor = validate_floor(path, spec)
-    return {"seconds": seconds, "floor": floor, "rows": result["rows_read"], "peak_mib": peak}
+    return {"seconds": seconds, "floor": floor, "rows": result.rows_read, "peak_mib": peak}
 
 
 def predict_floor(spec) -> tuple[float, float]:
@@ -202,19 +202,19 @@ def predict_floor(spec) -> tuple[float, float]:
     from loopline.adapters import model_store, warehouse
     from loopline.core.features import input_columns
 
-    champion = model_store.champion_version("churn")
-    model = model_store.load_model(f"models:/churn/{champion.version}")
+    champion = model_store.store().champion("churn")
+    model = model_store.store().load_version("churn", champion.version)
     pipeline = model.estimator if hasattr(model, "estimator") else model
     pipeline = getattr(pipeline, "estimator", pipeline)
     booster = pipeline.named_steps["model"].get_booster()
     prep = pipeline.named_steps["features"]
-    files = warehouse.published_partition("churn", DAY)["files"]
+    files = warehouse.published_partition("churn", DAY).files
     raw = warehouse.engine().raw_connection()
     cursor = raw.cursor()
     cursor.execute("CREATE TEMP TABLE floor_out (entity_id text, score float8)")
     started = time.perf_counter()
     columns = ["entity_id", *input_columns(spec)]
-    frame = pd.concat([pq.read_table(f["path"], columns=columns).to_pandas() for f in files])
+    frame = pd.concat([pq.read_table(f.path, columns=columns).to_pandas() for f in files])
     score = booster.inplace_predict(prep.transform(frame[input_columns(spec)]).to_numpy())
     buffer = io.StringIO()
     pd.DataFrame({"entity_id": frame["entity_id"], "score": score}).to_csv(
@@ -289,8 +289,8 @@ def stage_shadow(path: str) -> dict:
     from loopline.steps.shadow import set_challenger
 
     spec = get_spec("churn")
-    champion = int(model_store.champion_version("churn").version)
-    challenger = max(int(v.version) for v in model_store.versions("churn"))
+    champion = int(model_store.store().champion("churn").version)
+    challenger = max(int(v.version) for v in model_store.store().versions("churn"))
     if challenger != champion:
         set_challenger("churn", challenger, reason="benchmark")
     empty_the_day()

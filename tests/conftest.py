@@ -258,7 +258,7 @@ def forget_models(*names: str) -> None:
 
     for name in names:
         with contextlib.suppress(Exception):
-            model_store.delete_model(name)
+            model_store.store().delete_model(name)
 
 
 def train_runs(states: tuple[str, ...] = ("queued", "running"), model: str = "churn"):

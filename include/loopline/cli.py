@@ -10,9 +10,14 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from loopline.adapters import settings
 from loopline.core.errors import LooplineError, SpecError
+
+if TYPE_CHECKING:
+    from loopline.dev.pgserver import LocalPostgres
 
 DEMO_START = dt.date(2026, 1, 1)
 DAG_KINDS = ("daily", "labels", "train", "rollback")
@@ -68,7 +73,7 @@ def cmd_db(args: argparse.Namespace) -> int:
         revision = warehouse.upgrade(server.url("warehouse"))
         from loopline.adapters import model_store
 
-        model_store.prepare()  # MLflow's tables, once (tasks starting together would race)
+        model_store.store().prepare()  # MLflow's tables, once (tasks starting together would race)
         print(f"warehouse running on 127.0.0.1:{server.port} (schema at revision {revision})")
     elif args.action == "stop":
         server.stop()
@@ -262,7 +267,7 @@ def cmd_challenger(args: argparse.Namespace) -> int:
         shadow.set_challenger(model, args.version, reason=args.reason)
         print(f"{model}: v{args.version} scores in shadow from the next daily run")
         return 0
-    challenger = model_store.alias_version(model, model_store.CHALLENGER)
+    challenger = model_store.store().challenger(model)
     current = int(challenger.version) if challenger is not None else None
     if args.version is not None and args.version != current:
         now = f"v{current} is" if current is not None else "there is none"
@@ -271,7 +276,7 @@ def cmd_challenger(args: argparse.Namespace) -> int:
             f"({now}); `loopline challenger set {model} --version {args.version}` makes it one"
         )
     if args.action == "promote":
-        champion = model_store.champion_version(model)
+        champion = model_store.store().champion(model)
         over = f" over champion v{champion.version}" if champion is not None else ""
         print(f"{model}: promoting challenger v{current}{over} ({args.reason})", flush=True)
         print(f"{model}: v{shadow.promote(model, reason=args.reason)} is the champion")
@@ -322,7 +327,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _up_cluster(server, args: argparse.Namespace) -> int:
+def _up_cluster(server: LocalPostgres, args: argparse.Namespace) -> int:
     from loopline.adapters import warehouse
     from loopline.dev.cluster import LocalCluster
 
@@ -508,7 +513,7 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def _terminate(signum, frame) -> None:
+def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 

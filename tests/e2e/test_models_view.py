@@ -71,8 +71,8 @@ def test_models_view_inside_the_airflow_ui(world, airflow, browser):
 
     base, password = airflow.url, airflow.password()
     assert password != "?", "the api-server wrote no generated password file"
-    champion = model_store.champion_version("churn")
-    auc = f"{float(champion.tags['holdout_roc_auc']):.4f}"
+    champion = model_store.store().champion("churn")
+    auc = f"{champion.holdout['roc_auc']:.4f}"
     decision, last_check = world["decision"], world["checks"][-1]
 
     # 1. Airflow's login, then "Models" in the navigation: the view in the UI's frame.

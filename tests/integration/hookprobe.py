@@ -13,7 +13,7 @@ def record(model: str, partition_date) -> None:
     row = {
         "model": model,
         "partition_date": partition_date.isoformat(),
-        "published_rows": None if pointer is None else int(pointer["rows_clean"]),
+        "published_rows": None if pointer is None else int(pointer.rows_clean),
     }
     with open(os.environ["HOOK_PROBE_LOG"], "a") as log:
         log.write(json.dumps(row) + "\n")

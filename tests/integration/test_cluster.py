@@ -158,9 +158,9 @@ def test_a_day_in_four_shards_runs_on_both_workers_and_matches_a_local_run(clust
         assert wait_run(airflow, "churn_daily", run)["state"] == "success"
     trained = trigger(airflow, "churn_train", {"end_date": str(day(7)), "reason": "cluster"})
     assert wait_run(airflow, "churn_train", trained)["state"] == "success"
-    champion = model_store.champion_version("churn")
+    champion = model_store.store().champion("churn")
     assert champion is not None  # trained on a worker, through the MLflow server, on S3
-    assert model_store.run_data(champion.run_id).tags["window_end"] == str(day(6))
+    assert model_store.store().training(champion.run_id).window_end == day(6)
     run = trigger(airflow, "churn_daily", {"partition_date": str(day(7))})
     assert wait_run(airflow, "churn_daily", run)["state"] == "success"
     tis = task_instances(airflow, "churn_daily", run)
@@ -241,13 +241,15 @@ def test_a_drift_on_the_cluster_triggers_a_retraining_the_workers_run(cluster):
     shifted = [Scenario("covariate_shift", start_day=0, strength=2.0)]
     frame, _ = generate_day(day(8), 8, rows=ROWS, seed=6, scenarios=shifted)
     storage.write_frame(frame, f"{env['LOOPLINE_LANDING']}/churn/date={day(8)}/part-000.parquet")
-    before = len(model_store.versions("churn"))
+    before = len(model_store.store().versions("churn"))
     run = trigger(airflow, "churn_daily", {"partition_date": str(day(8))})
     assert wait_run(airflow, "churn_daily", run)["state"] == "success"
     decisions = warehouse.retrain_decisions("churn")
     assert decisions[decisions.partition_date == day(8)].triggered.any(), decisions.reason.tolist()
     deadline = time.monotonic() + 900
-    while len(model_store.versions("churn")) == before:  # the triggered training, on a worker
+    while (
+        len(model_store.store().versions("churn")) == before
+    ):  # the triggered training, on a worker
         assert time.monotonic() < deadline, "the triggered training never registered a version"
         time.sleep(3)
     runs = airflow.api("GET", "dags/churn_train/dagRuns?limit=50")["dag_runs"]

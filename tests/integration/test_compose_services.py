@@ -134,10 +134,10 @@ def test_the_daily_dag_ingests_from_s3_and_accounts_for_every_row(team_setup):
     assert files["source_file"].tolist() == [expected]
     assert files["sha256"][0] == hashlib.sha256(storage.read_bytes(expected)).hexdigest()
     pointer = warehouse.published_partition("churn", day)
-    assert all(f["path"].startswith(team_setup["LOOPLINE_LAKE"]) for f in pointer["files"])
+    assert all(f.path.startswith(team_setup["LOOPLINE_LAKE"]) for f in pointer.files)
     import pyarrow.parquet as pq
 
-    with storage.local_copy(pointer["files"][0]["path"]) as local:
+    with storage.local_copy(pointer.files[0].path) as local:
         clean = pq.ParquetFile(local).metadata.num_rows
     quarantined = warehouse.count_rows("quarantine", "churn", [day])
     assert clean + quarantined == files["rows"][0] == ROWS
@@ -156,7 +156,7 @@ def test_training_logs_the_model_through_the_mlflow_server_into_s3(team_setup):
         "SELECT DISTINCT source_file FROM warehouse.labels WHERE model = 'churn'"
     )
     assert labels["source_file"].str.startswith(team_setup["LOOPLINE_LABELS"]).all()
-    version = model_store.champion_version("churn")
+    version = model_store.store().champion("churn")
     assert version is not None
     experiment = storage.join(team_setup["LOOPLINE_MLFLOW_ARTIFACTS"], "churn")
     run_info = model_store.client().get_run(version.run_id).info
@@ -178,9 +178,9 @@ def test_scoring_loads_the_champion_from_s3_and_reports_drift_to_s3(team_setup):
         "WHERE model = 'churn' AND partition_date = %(d)s GROUP BY 1",
         {"d": SCORE_DAY},
     )
-    champion = model_store.champion_version("churn")
+    champion = model_store.store().champion("churn")
     assert scored["model_version"].tolist() == [int(champion.version)]
-    assert scored["n"][0] == warehouse.published_partition("churn", SCORE_DAY)["rows_clean"]
+    assert scored["n"][0] == warehouse.published_partition("churn", SCORE_DAY).rows_clean
     report = warehouse.query(
         "SELECT report_uri FROM warehouse.drift_reports "
         "WHERE model = 'churn' AND partition_date = %(d)s",

@@ -141,8 +141,8 @@ def account(model: str, day: dt.date, *, predicted: bool | None = None) -> dict:
     ids = (
         pd.concat(
             [
-                pq.read_table(f["path"], columns=[own.ENTITY_ID, own.RUN_ID]).to_pandas()
-                for f in pointer["files"]
+                pq.read_table(f.path, columns=[own.ENTITY_ID, own.RUN_ID]).to_pandas()
+                for f in pointer.files
             ]
         ).rename(columns=own.readable)
         if pointer
@@ -289,7 +289,7 @@ def scored_world_of(warehouse_url, tmp_path_factory, *, rows=600, seed=3, versio
         end = DAY - dt.timedelta(days=back)
         trained = run_training(spec, end, dag_run_id=f"seed-{end}")
         run_gate(spec, run_evaluation(spec, trained.mlflow_run_id).version)
-    if int(model_store.champion_version("churn").version) != versions:  # the gate may keep one
+    if int(model_store.store().champion("churn").version) != versions:  # the gate may keep one
         rollback("churn", versions, reason="the cases start from the newest version")
     score_day(spec, DAY, dag_run_id="seed")
     yield root

@@ -16,7 +16,6 @@ import pytest
 import yaml
 from loopline.adapters import lake, model_store, warehouse
 from loopline.adapters.specs import get_spec
-from loopline.steps import validate as validating
 from loopline.steps.validate import validate_day
 
 from ..conftest import CHURN_SPEC, write_spec
@@ -35,12 +34,12 @@ def test_a_killed_run_s_attempt_folder_goes_once_its_lease_runs_out(world, monke
     case("killed-attempt-folder")
     killed = killed_at("validate.shard_written", "validate")
     assert killed.returncode == -9, killed.stderr[-2000:]
-    published = warehouse.published_partition("churn", DAY)["attempt"]
+    published = warehouse.published_partition("churn", DAY).attempt
     dead = [a for a in lake.attempts_of_day("churn", DAY) if a != published]
     assert dead, "the killed run left no attempt folder"
     validate_day(get_spec("churn"), DAY, run_id="soon-after")  # its lease is fresh: kept
     assert set(dead) <= set(lake.attempts_of_day("churn", DAY))
-    monkeypatch.setattr(validating, "LEASE_SECONDS", 0.0)  # ... as if 15 minutes had passed
+    monkeypatch.setattr(lake, "LEASE_SECONDS", 0.0)  # ... as if 15 minutes had passed
     validate_day(get_spec("churn"), DAY, run_id="later")
     assert not set(dead) & set(lake.attempts_of_day("churn", DAY))
     assert len(lake.attempts_of_day("churn", DAY)) == 1
@@ -199,7 +198,7 @@ def test_odd_feature_names_train_and_score_end_to_end(pipeline, monkeypatch, nam
     score_day(spec, DAY, dag_run_id="odd")
     assert len(warehouse.predictions("churn", DAY)) == 1000
     account("churn", DAY, predicted=True)
-    assert model_store.champion_version("churn") is not None
+    assert model_store.store().champion("churn") is not None
     # The spec drops a feature: the champion cannot score the next candidate's holdout. The
     # gate once failed inside scikit-learn ("columns are missing"); it says why and waits.
     dropped = next(iter(renamed.values()))

@@ -76,7 +76,7 @@ def test_a_champion_whose_files_were_deleted_is_named_with_the_fix(world):
     case("champion-files-deleted")
     from loopline.steps.score import score_day
 
-    champion = model_store.champion_version("churn")
+    champion = model_store.store().champion("churn")
     root = Path(os.environ["LOOPLINE_HOME"]) / "mlflow-artifacts" / "churn"
     moved = root.parent / "churn-away"
     shutil.move(root, moved)
@@ -139,7 +139,7 @@ def test_a_header_in_another_unicode_form_is_the_same_column(pipeline, monkeypat
     file.unlink()
     assert unicodedata.normalize("NFD", name) != name
     result = validate_day(get_spec("churn"), DAY, run_id="nfd")
-    assert result["success"] and result["rows_quarantined"] == 0
+    assert result.outcome.success and result.rows_quarantined == 0
     account("churn", DAY)
 
 

@@ -16,6 +16,7 @@ import pytest
 from loopline.adapters import model_store, warehouse
 from loopline.adapters.specs import get_spec
 from loopline.core.errors import FileChangedError, PermanentError
+from loopline.core.records import RetrainDecisionRecord
 from loopline.steps import score as scoring
 from loopline.steps.validate import validate_day
 
@@ -140,7 +141,7 @@ def test_two_runs_of_a_day_validating_and_scoring_at_once_leave_one_whole_day(wo
     with pytest.raises(PermanentError, match="the day now points at"):
         scoring.swap_day(spec, results["twin-a-shards"], dag_run_id="twin-a", scored_at=now)
     swapped = scoring.swap_day(spec, results["twin-b-shards"], dag_run_id="twin-b", scored_at=now)
-    assert swapped["rows"] > 0
+    assert swapped.rows > 0
     assert set(warehouse.predictions("churn", DAY).dag_run_id) == {"twin-b"}
     account("churn", DAY, predicted=True)
     # and truly at once: two threads, each a whole run; whichever published last is the day
@@ -161,9 +162,9 @@ def test_two_runs_of_a_day_validating_and_scoring_at_once_leave_one_whole_day(wo
     assert all("the day now points at" in str(e) for e in errors)
     pointer = warehouse.published_partition("churn", DAY)
     scored = warehouse.predictions("churn", DAY)
-    if not errors or set(scored.dag_run_id) != {pointer["run_id"]}:
-        scoring.score_day(spec, DAY, dag_run_id=pointer["run_id"])  # the publisher scores it
-    assert set(warehouse.predictions("churn", DAY).dag_run_id) == {pointer["run_id"]}
+    if not errors or set(scored.dag_run_id) != {pointer.run_id}:
+        scoring.score_day(spec, DAY, dag_run_id=pointer.run_id)  # the publisher scores it
+    assert set(warehouse.predictions("churn", DAY).dag_run_id) == {pointer.run_id}
     account("churn", DAY, predicted=True)
 
 
@@ -178,7 +179,7 @@ rollback("churn", int(sys.argv[1]), reason="crash test")
 
 
 def champion() -> int:
-    return int(model_store.champion_version("churn").version)
+    return int(model_store.store().champion("churn").version)
 
 
 def agree() -> None:
@@ -351,7 +352,7 @@ def test_a_crash_while_a_challenger_is_promoted_settles_both_aliases(world):
     from loopline.steps import shadow
 
     shadow.set_challenger("churn", 1 if champion() == 2 else 2, reason="for the crash")
-    target = int(model_store.alias_version("churn", model_store.CHALLENGER).version)
+    target = int(model_store.store().challenger("churn").version)
     script = "from loopline.steps import shadow; shadow.promote('churn', reason='crash')"
     done = subprocess.run(
         [sys.executable, "-c", script],
@@ -423,18 +424,16 @@ def test_retraining_for_one_change_is_bounded_however_long_it_hurts(world):
     change = DAY - dt.timedelta(days=6)
     for i in range(1 + spec.retraining.max_follow_ups):
         warehouse.record_retrain_decision(
-            {
-                "model": "churn",
-                "partition_date": change + dt.timedelta(days=i + 1),
-                "source": "performance",
-                "triggered": True,
-                "reason": "test: a retraining for the change",
-                "report_id": None,
-                "train_run_id": None,
-                "dag_run_id": "bounded",
-                "change_date": change,
-                "follow_up": i > 0,
-            }
+            RetrainDecisionRecord(
+                model="churn",
+                partition_date=change + dt.timedelta(days=i + 1),
+                source="performance",
+                triggered=True,
+                reason="test: a retraining for the change",
+                dag_run_id="bounded",
+                change_date=change,
+                follow_up=i > 0,
+            )
         )
     decision = decide_and_record(
         spec,

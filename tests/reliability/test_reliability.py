@@ -196,13 +196,13 @@ def test_a_validation_killed_at_any_write_step_loses_and_doubles_nothing(scored_
     assert killed.returncode == -9, killed.stderr[-2000:]
     after = warehouse.published_partition("churn", DAY)
     if point == "publish.committed":
-        assert after["attempt"] != before["attempt"]  # committed: the new day is the day
-        assert all(Path(f["path"]).exists() for f in after["files"])
+        assert after.attempt != before.attempt  # committed: the new day is the day
+        assert all(Path(f.path).exists() for f in after.files)
     else:
         assert after == before  # nothing of the dead run is visible
     account("churn", DAY)
     validate_day(get_spec("churn"), DAY, run_id="rerun")
-    assert warehouse.published_partition("churn", DAY)["run_id"] == "rerun"
+    assert warehouse.published_partition("churn", DAY).run_id == "rerun"
     account("churn", DAY)
 
 

@@ -13,9 +13,11 @@ in the attempt's ``_work/`` folder and are deleted after publishing.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from collections.abc import Iterator
+from types import TracebackType
 
 import pandas as pd
 import pyarrow as pa
@@ -26,6 +28,12 @@ from loopline.core import columns as own
 from loopline.core.spec import ModelSpec
 
 LINEAGE = own.LINEAGE
+# An attempt whose writer has not renewed its lease for this long was left by a killed run (a
+# live shard renews it every LEASE_RENEW_SECONDS at most, as its batches go). Attempts from
+# before leases: nobody wrote to them for STALE_SECONDS.
+LEASE_SECONDS = 15 * 60
+LEASE_RENEW_SECONDS = 30
+STALE_SECONDS = 6 * 3600
 QUARANTINE_SCHEMA = pa.schema(
     [
         ("source_file", pa.string()),
@@ -60,7 +68,7 @@ def clean_schema(spec: ModelSpec) -> pa.Schema:
     )
 
 
-def day_folder(model: str, day) -> str:
+def day_folder(model: str, day: dt.date) -> str:
     return storage.join(settings.lake_root(), "clean", model, f"date={day.isoformat()}")
 
 
@@ -69,7 +77,7 @@ def new_attempt() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def attempt_folder(model: str, day, attempt: str) -> str:
+def attempt_folder(model: str, day: dt.date, attempt: str) -> str:
     return storage.join(day_folder(model, day), f"attempt={attempt}")
 
 
@@ -81,16 +89,16 @@ def work_path(folder: str, kind: str, shard: int) -> str:
     return storage.join(folder, "_work", f"{kind}-{shard:05d}.parquet")
 
 
-def lease_path(model: str, day, attempt: str) -> str:
+def lease_path(model: str, day: dt.date, attempt: str) -> str:
     return storage.join(attempt_folder(model, day, attempt), "_work", "lease")
 
 
-def renew_lease(model: str, day, attempt: str) -> None:
+def renew_lease(model: str, day: dt.date, attempt: str) -> None:
     """Say the attempt is being written now (its shards renew this as they go)."""
     storage.write_bytes(lease_path(model, day, attempt), str(time.time()).encode())
 
 
-def lease_age(model: str, day, attempt: str, now: float) -> float | None:
+def lease_age(model: str, day: dt.date, attempt: str, now: float) -> float | None:
     """Seconds since the attempt's writer last said it was alive; None if it never did."""
     found = storage.read_bytes_if_any(lease_path(model, day, attempt))
     try:
@@ -99,7 +107,7 @@ def lease_age(model: str, day, attempt: str, now: float) -> float | None:
         return None
 
 
-def attempts_of_day(model: str, day) -> list[str]:
+def attempts_of_day(model: str, day: dt.date) -> list[str]:
     """Attempt folders present for a day (published, superseded, or left by a killed run)."""
     prefix = "attempt="
     return [
@@ -107,6 +115,40 @@ def attempts_of_day(model: str, day) -> list[str]:
         for name in storage.list_folders(day_folder(model, day))
         if name.startswith(prefix)
     ]
+
+
+def discard_attempt(model: str, day: dt.date, attempt: str) -> None:
+    """Remove an attempt that will not be published (its day failed validation)."""
+    storage.delete_tree(attempt_folder(model, day, attempt))
+
+
+def discard_parts(*paths: str) -> None:
+    """Remove a shard's files (a shard that could not finish writing them)."""
+    for path in paths:
+        storage.delete(path)
+
+
+def after_publish(
+    model: str, day: dt.date, attempt: str, superseded: str | None, now: float
+) -> None:
+    """The lake's garbage collection once ``attempt`` is the day's published one: its work
+    files, the attempt it superseded (folder ``superseded``), and attempts left by killed runs
+    (lease not renewed for ``LEASE_SECONDS``; older ones without a lease: untouched for
+    ``STALE_SECONDS``). Readers never see any of these: they read the pointer's files only."""
+    storage.delete_tree(storage.join(attempt_folder(model, day, attempt), "_work"))
+    if superseded is not None and superseded != attempt_folder(model, day, attempt):
+        storage.delete_tree(superseded)
+    for other in attempts_of_day(model, day):
+        if other == attempt:
+            continue
+        folder = attempt_folder(model, day, other)
+        age = lease_age(model, day, other, now)
+        if age is not None:
+            stale = age > LEASE_SECONDS
+        else:
+            stale = all(now - f.modified > STALE_SECONDS for f in storage.list_tree(folder))
+        if stale:
+            storage.delete_tree(folder)
 
 
 class ParquetPart:
@@ -131,7 +173,12 @@ class ParquetPart:
     def write_frame(self, frame: pd.DataFrame) -> None:
         self.write(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False))
 
-    def __exit__(self, kind, error, trace) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         self._writer.close()
         self._writing.__exit__(kind, error, trace)
 
@@ -159,7 +206,9 @@ def read_batches(
         yield table.to_pandas()
 
 
-def read_table(path: str, columns: list[str] | None = None, filters=None) -> pa.Table:
+def read_table(
+    path: str, columns: list[str] | None = None, filters: list[tuple] | None = None
+) -> pa.Table:
     """A whole (small) file, or the rows matching pyarrow ``filters``."""
     with storage.local_copy(path) as local:
         return pq.read_table(local, columns=columns, filters=filters)

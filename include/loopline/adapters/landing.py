@@ -15,10 +15,11 @@ import decimal
 import json
 import math
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pv
 import pyarrow.parquet as pq
@@ -31,7 +32,7 @@ CSV_BLOCK_BYTES = 8 << 20
 CSV_PARSE = pv.ParseOptions(newlines_in_values=True)
 
 
-def nfc(names) -> list[str]:
+def nfc(names: Iterable[str]) -> list[str]:
     """Column names in Unicode NFC, as specs compare them: 'größe' typed as o + combining
     diaeresis (NFD, as some systems write file headers) is the same column as 'größe'."""
     return [unicodedata.normalize("NFC", str(n)) for n in names]
@@ -200,7 +201,7 @@ def iter_batches(
         ) from exc
 
 
-def _json_value(value):
+def _json_value(value: object) -> object:
     if isinstance(value, float):
         if math.isnan(value):
             return "NaN"
@@ -220,7 +221,7 @@ def _json_value(value):
     return value
 
 
-def records(table: pa.Table, positions) -> list[str]:
+def records(table: pa.Table, positions: np.ndarray) -> list[str]:
     """The rows at ``positions`` as JSON objects, exactly as sent (see the module docstring)."""
     if len(positions) == 0:
         return []

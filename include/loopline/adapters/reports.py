@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import html
 import io
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,13 +27,17 @@ def _pyplot():
     return plt
 
 
-def close(figure) -> None:
+def close(figure: Any) -> None:
     """Release a figure (pyplot keeps every figure alive until closed)."""
     _pyplot().close(figure)
 
 
 def evaluation_figures(
-    spec: ModelSpec, y, score, slices: dict, importance: pd.Series | None
+    spec: ModelSpec,
+    y: np.ndarray,
+    score: np.ndarray,
+    slices: dict,
+    importance: pd.Series | None,
 ) -> dict:
     """Matplotlib figures to log with the model: ROC/PR or residuals, calibration, slices,
     feature importance."""
@@ -117,7 +122,7 @@ td.rule{{font-size:90%}}</style></head><body>
     return path
 
 
-def _number(value, digits: int = 3) -> str:
+def _number(value: float | None, digits: int = 3) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 

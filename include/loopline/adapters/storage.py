@@ -14,7 +14,7 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -81,7 +81,9 @@ def s3_client():
     return _client(settings.s3_endpoint())
 
 
-def create_buckets(buckets, *, endpoint: str, key: str, secret: str, region: str) -> None:
+def create_buckets(
+    buckets: Iterable[str], *, endpoint: str, key: str, secret: str, region: str
+) -> None:
     """Create S3 buckets on a server this process is not configured for (a new cluster's)."""
     import boto3
 

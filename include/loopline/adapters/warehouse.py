@@ -19,8 +19,10 @@ import json
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
@@ -30,6 +32,19 @@ from sqlalchemy import Engine, create_engine
 from loopline.adapters import settings
 from loopline.core import faults
 from loopline.core.errors import PermanentError, StoreUnavailableError
+from loopline.core.records import (
+    ChangeRecord,
+    LakeFile,
+    ModelEvent,
+    PendingEvent,
+    PublishedDay,
+    RetrainDecisionRecord,
+    ShadowComparison,
+    ValidationOutcome,
+)
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import cursor as Cursor
 
 SCHEMA = "warehouse"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -149,7 +164,9 @@ def _csv(table: pa.Table) -> io.BytesIO:
     return buffer
 
 
-def copy_frame(cursor, table: str, frame: pd.DataFrame | pa.Table, schema: str | None = SCHEMA):
+def copy_frame(
+    cursor: Cursor, table: str, frame: pd.DataFrame | pa.Table, schema: str | None = SCHEMA
+):
     """Bulk-load rows (columns named as in the table) with COPY ... FROM STDIN (CSV, written by
     Arrow's C++ writer)."""
     data = (
@@ -162,7 +179,7 @@ def copy_frame(cursor, table: str, frame: pd.DataFrame | pa.Table, schema: str |
     cursor.copy_expert(f"COPY {target} ({columns}) FROM STDIN WITH (FORMAT csv)", _csv(data))
 
 
-def _replace(cursor, table: str, model: str, day: dt.date, frame: pd.DataFrame) -> None:
+def _replace(cursor: Cursor, table: str, model: str, day: dt.date, frame: pd.DataFrame) -> None:
     cursor.execute(
         f"DELETE FROM {SCHEMA}.{table} WHERE model = %(model)s AND partition_date = %(day)s",
         {"model": model, "day": day},
@@ -170,7 +187,9 @@ def _replace(cursor, table: str, model: str, day: dt.date, frame: pd.DataFrame) 
     copy_frame(cursor, table, frame.assign(model=model, partition_date=day))
 
 
-def count_rows(table: str, model: str, dates: Sequence[dt.date] | None = None, url=None) -> int:
+def count_rows(
+    table: str, model: str, dates: Sequence[dt.date] | None = None, url: str | None = None
+) -> int:
     sql = f"SELECT count(*) FROM {SCHEMA}.{table} WHERE model = %(model)s"
     params: dict = {"model": model}
     if dates is not None:
@@ -179,7 +198,9 @@ def count_rows(table: str, model: str, dates: Sequence[dt.date] | None = None, u
     return int(_scalar(sql, params, url))
 
 
-def stream_copy(sql: str, params: dict, chunk_rows: int, dtype: dict | None = None, url=None):
+def stream_copy(
+    sql: str, params: dict, chunk_rows: int, dtype: dict | None = None, url: str | None = None
+):
     """The result of ``sql`` as frames of at most ``chunk_rows`` rows: COPYed out as CSV into a
     temporary file, then parsed chunk by chunk, so memory is bounded by the chunk."""
     raw = engine(url).raw_connection()
@@ -200,19 +221,32 @@ def stream_copy(sql: str, params: dict, chunk_rows: int, dtype: dict | None = No
 # --- validation: published lake partitions, quarantine, results --------------------------------
 
 
-def published_partition(model: str, day: dt.date, url=None) -> dict | None:
-    """The pointer to a day's published clean files: attempt, location, files, rows."""
-    frame = query(
-        f"SELECT attempt, location, files, rows_clean, run_id, published_at "
-        f"FROM {SCHEMA}.lake_partitions "
-        "WHERE model = %(model)s AND partition_date = %(day)s",
-        {"model": model, "day": day},
-        url,
+def _published(row: pd.Series) -> PublishedDay:
+    return PublishedDay(
+        attempt=row.attempt,
+        location=row.location,
+        files=tuple(LakeFile(f["path"], int(f["rows"])) for f in row.files),
+        rows_clean=int(row.rows_clean),
+        run_id=row.run_id,
+        published_at=row.published_at,
     )
-    return None if frame.empty else frame.iloc[0].to_dict()
 
 
-def published_days(model: str, start: dt.date, end: dt.date, url=None) -> pd.DataFrame:
+POINTER_SQL = (
+    f"SELECT attempt, location, files, rows_clean, run_id, published_at "
+    f"FROM {SCHEMA}.lake_partitions WHERE model = %(model)s AND partition_date = %(day)s"
+)
+
+
+def published_partition(model: str, day: dt.date, url: str | None = None) -> PublishedDay | None:
+    """The pointer to a day's published clean files: attempt, location, files, rows."""
+    frame = query(POINTER_SQL, {"model": model, "day": day}, url)
+    return None if frame.empty else _published(frame.iloc[0])
+
+
+def published_days(
+    model: str, start: dt.date, end: dt.date, url: str | None = None
+) -> pd.DataFrame:
     """Pointers of the published days in ``start..end`` (one row per day, ordered)."""
     return query(
         f"SELECT partition_date, attempt, location, files, rows_clean "
@@ -223,8 +257,15 @@ def published_days(model: str, start: dt.date, end: dt.date, url=None) -> pd.Dat
     )
 
 
-def _upsert_validation(cursor, row: dict) -> None:
-    row = {k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in row.items()}
+def _upsert_validation(
+    cursor: Cursor, model: str, day: dt.date, outcome: ValidationOutcome
+) -> None:
+    row = {
+        "model": model,
+        "partition_date": day,
+        **outcome.as_dict(),
+        "failed_expectations": json.dumps([dict(f) for f in outcome.failed_expectations]),
+    }
     columns = list(row)
     updates = ", ".join(
         f"{c} = EXCLUDED.{c}" for c in columns if c not in ("model", "partition_date")
@@ -241,22 +282,19 @@ def publish_day(
     model: str,
     day: dt.date,
     *,
-    pointer: dict,
+    pointer: PublishedDay,
     files: pd.DataFrame,
     quarantine: Iterable[pa.Table],
-    result: dict,
-    url=None,
-) -> dict | None:
+    result: ValidationOutcome,
+    url: str | None = None,
+) -> PublishedDay | None:
     """Commit a validated day in one transaction: the pointer to its clean files, the files
     read, its quarantine and its validation result. Returns the pointer it replaced."""
     with partition_transaction(model, day, url) as cursor:
-        cursor.execute(
-            f"SELECT attempt, location FROM {SCHEMA}.lake_partitions "
-            ""
-            "WHERE model = %(model)s AND partition_date = %(day)s",
-            {"model": model, "day": day},
-        )
-        previous = cursor.fetchone()
+        cursor.execute(POINTER_SQL, {"model": model, "day": day})
+        found = cursor.fetchone()  # under the day's lock: the pointer this commit replaces
+        names = [c.name for c in cursor.description]
+        previous = _published(pd.Series(dict(zip(names, found, strict=True)))) if found else None
         cursor.execute(
             f"INSERT INTO {SCHEMA}.lake_partitions (model, partition_date, attempt, location, "
             "files, rows_clean, run_id, published_at) VALUES (%(model)s, %(day)s, %(attempt)s, "
@@ -264,26 +302,34 @@ def publish_day(
             "ON CONFLICT (model, partition_date) DO UPDATE SET attempt = EXCLUDED.attempt, "
             "location = EXCLUDED.location, files = EXCLUDED.files, "
             "rows_clean = EXCLUDED.rows_clean, run_id = EXCLUDED.run_id, published_at = now()",
-            {**pointer, "model": model, "day": day, "files": json.dumps(pointer["files"])},
+            {
+                "model": model,
+                "day": day,
+                "attempt": pointer.attempt,
+                "location": pointer.location,
+                "files": json.dumps([{"path": f.path, "rows": f.rows} for f in pointer.files]),
+                "rows_clean": pointer.rows_clean,
+                "run_id": pointer.run_id,
+            },
         )
         _replace(cursor, "ingested_files", model, day, files)
         cursor.execute(
             f"DELETE FROM {SCHEMA}.quarantine WHERE model = %(model)s AND partition_date = %(day)s",
             {"model": model, "day": day},
         )
-        constants = {"model": model, "partition_date": day, "run_id": result["run_id"]}
+        constants = {"model": model, "partition_date": day, "run_id": result.run_id}
         for table in quarantine:
             for name, value in constants.items():
                 table = table.append_column(name, pa.array([value] * table.num_rows))
             copy_frame(cursor, "quarantine", table)
-        _upsert_validation(cursor, {"model": model, "partition_date": day, **result})
+        _upsert_validation(cursor, model, day, result)
         faults.point("publish.in_transaction")
-    return None if previous is None else {"attempt": previous[0], "location": previous[1]}
+    return previous
 
 
 def record_validation_failure(
-    model: str, day: dt.date, *, run_id: str, error: str, failed: list[dict], url=None
-) -> dict:
+    model: str, day: dt.date, *, run_id: str, error: str, failed: list[dict], url: str | None = None
+) -> ValidationOutcome:
     """A failed attempt: recorded against the day, whose published rows stay as they were (the
     counts are those of the published day, so read = clean + quarantined still holds)."""
     with partition_transaction(model, day, url) as cursor:
@@ -295,23 +341,21 @@ def record_validation_failure(
             {"model": model, "day": day},
         )
         kept = cursor.fetchone() or (0, 0, 0, None)
-        row = {
-            "model": model,
-            "partition_date": day,
-            "run_id": run_id,
-            "rows_read": kept[0],
-            "rows_clean": kept[1],
-            "rows_quarantined": kept[2],
-            "published_run_id": kept[3],
-            "success": False,
-            "failed_expectations": failed,
-            "error": error,
-        }
-        _upsert_validation(cursor, row)
-    return row
+        outcome = ValidationOutcome(
+            run_id=run_id,
+            published_run_id=kept[3],
+            rows_read=kept[0],
+            rows_clean=kept[1],
+            rows_quarantined=kept[2],
+            success=False,
+            failed_expectations=failed,
+            error=error,
+        )
+        _upsert_validation(cursor, model, day, outcome)
+    return outcome
 
 
-def validation_results(model: str, url=None) -> pd.DataFrame:
+def validation_results(model: str, url: str | None = None) -> pd.DataFrame:
     return query(
         f"SELECT partition_date, rows_read, rows_clean, rows_quarantined, success, error "
         f"FROM {SCHEMA}.validation_results WHERE model = %(model)s ORDER BY partition_date",
@@ -326,7 +370,7 @@ def validation_results(model: str, url=None) -> pd.DataFrame:
 ANALYST_ROLE = "loopline_analyst"
 
 
-def end_overlong_analyst_work(url=None) -> int:
+def end_overlong_analyst_work(url: str | None = None) -> int:
     """End analyst sessions whose statement has run longer than the limit, or that sat idle in
     an open transaction longer than theirs (``settings.analyst_limits``): the role's timeouts
     are defaults its sessions may lift; these limits hold. Returns how many were ended."""
@@ -344,7 +388,12 @@ def end_overlong_analyst_work(url=None) -> int:
 
 
 def stage_predictions(
-    model: str, day: dt.date, attempt: str, shard: int, tables: Iterable[pa.Table], url=None
+    model: str,
+    day: dt.date,
+    attempt: str,
+    shard: int,
+    tables: Iterable[pa.Table],
+    url: str | None = None,
 ) -> int:
     """COPY one shard's scored rows into the staging table (replacing an earlier try of the
     same shard); they reach ``predictions`` only in :func:`swap_predictions`."""
@@ -378,7 +427,7 @@ def swap_predictions(
     expected: dict[int, int],
     constants: dict,
     table: str = "predictions",
-    url=None,
+    url: str | None = None,
     *,
     published_attempt: str | None = None,
 ) -> int:
@@ -445,7 +494,9 @@ def swap_predictions(
     return rows
 
 
-def predictions(model: str, day: dt.date, url=None, table: str = "predictions") -> pd.DataFrame:
+def predictions(
+    model: str, day: dt.date, url: str | None = None, table: str = "predictions"
+) -> pd.DataFrame:
     if table not in PREDICTION_TABLES:
         raise ValueError(f"not a predictions table: {table}")
     return query(
@@ -457,7 +508,7 @@ def predictions(model: str, day: dt.date, url=None, table: str = "predictions") 
 
 
 def shadow_pairs(
-    model: str, start: dt.date, end: dt.date, champion: int, challenger: int, url=None
+    model: str, start: dt.date, end: dt.date, champion: int, challenger: int, url: str | None = None
 ) -> pd.DataFrame:
     """Labelled rows of ``start..end`` scored by both the champion (served) and the challenger
     (shadow): ``partition_date, label, champion, challenger`` (the scores)."""
@@ -479,7 +530,8 @@ def shadow_pairs(
     )
 
 
-def record_shadow_comparison(row: dict, url=None) -> None:
+def record_shadow_comparison(comparison: ShadowComparison, url: str | None = None) -> None:
+    row = asdict(comparison)
     columns = list(row)
     updates = ", ".join(
         f"{c} = EXCLUDED.{c}" for c in columns if c not in ("model", "partition_date")
@@ -494,7 +546,9 @@ def record_shadow_comparison(row: dict, url=None) -> None:
     )
 
 
-def shadow_comparisons(model: str, challenger: int | None = None, url=None) -> pd.DataFrame:
+def shadow_comparisons(
+    model: str, challenger: int | None = None, url: str | None = None
+) -> pd.DataFrame:
     sql = f"SELECT * FROM {SCHEMA}.shadow_comparisons WHERE model = %(model)s"
     params: dict = {"model": model}
     if challenger is not None:
@@ -503,7 +557,9 @@ def shadow_comparisons(model: str, challenger: int | None = None, url=None) -> p
     return query(sql + " ORDER BY partition_date", params, url)
 
 
-def window_scores(model: str, start: dt.date, end: dt.date, chunk_rows: int, url=None):
+def window_scores(
+    model: str, start: dt.date, end: dt.date, chunk_rows: int, url: str | None = None
+):
     """The scores of days ``start..end``, in chunks (for the prediction-drift sketch)."""
     sql = (
         f"SELECT score FROM {SCHEMA}.predictions WHERE model = %(model)s "
@@ -518,7 +574,7 @@ def labelled_predictions(
     start: dt.date,
     end: dt.date,
     version: int | None = None,
-    url=None,
+    url: str | None = None,
     *,
     max_rows: int | None = None,
 ) -> pd.DataFrame:
@@ -557,7 +613,7 @@ def replace_label_file(
     source_file: str,
     batches: Iterable[tuple[pd.DataFrame, pd.DataFrame]],
     run_id: str,
-    url=None,
+    url: str | None = None,
 ) -> tuple[int, int]:
     """Load one label file, batch by batch: its labels (``row_number, partition_date,
     entity_id, label``; within the file the last row of a key wins, and a label re-delivered
@@ -603,7 +659,9 @@ def replace_label_file(
     return loaded, quarantined
 
 
-def labels_of_day(model: str, day: dt.date, chunk_rows: int, url=None) -> Iterator[pd.DataFrame]:
+def labels_of_day(
+    model: str, day: dt.date, chunk_rows: int, url: str | None = None
+) -> Iterator[pd.DataFrame]:
     """``entity_id, label`` of the rows of one feature day that have their label, in frames of
     at most ``chunk_rows`` rows: memory is bounded by the chunk, not by the day."""
     yield from stream_copy(
@@ -616,7 +674,7 @@ def labels_of_day(model: str, day: dt.date, chunk_rows: int, url=None) -> Iterat
     )
 
 
-def labelled_days(model: str, start: dt.date, end: dt.date, url=None) -> pd.DataFrame:
+def labelled_days(model: str, start: dt.date, end: dt.date, url: str | None = None) -> pd.DataFrame:
     """Per feature day in ``start..end``: how many labels have arrived."""
     return query(
         f"SELECT partition_date, count(*) AS labels FROM {SCHEMA}.labels "
@@ -627,7 +685,7 @@ def labelled_days(model: str, start: dt.date, end: dt.date, url=None) -> pd.Data
     )
 
 
-def window_labels(model: str, start: dt.date, end: dt.date, url=None) -> pd.Series:
+def window_labels(model: str, start: dt.date, end: dt.date, url: str | None = None) -> pd.Series:
     frame = query(
         f"SELECT label FROM {SCHEMA}.labels WHERE model = %(model)s "
         "AND partition_date BETWEEN %(start)s AND %(end)s",
@@ -637,7 +695,7 @@ def window_labels(model: str, start: dt.date, end: dt.date, url=None) -> pd.Seri
     return frame["label"].astype(float)
 
 
-def count_labels_after(model: str, since: dt.date, until: dt.date, url=None) -> int:
+def count_labels_after(model: str, since: dt.date, until: dt.date, url: str | None = None) -> int:
     """Labels of feature days after ``since`` up to ``until``."""
     return int(
         _scalar(
@@ -652,7 +710,9 @@ def count_labels_after(model: str, since: dt.date, until: dt.date, url=None) -> 
 # --- monitoring -------------------------------------------------------------------------------
 
 
-def save_drift_report(model: str, day: dt.date, report: dict, features: pd.DataFrame, url=None):
+def save_drift_report(
+    model: str, day: dt.date, report: dict, features: pd.DataFrame, url: str | None = None
+):
     """Replace the day's drift report (a re-run of the check); return the new report's id."""
     with partition_transaction(model, day, url) as cursor:
         cursor.execute(
@@ -678,7 +738,7 @@ def save_drift_report(model: str, day: dt.date, report: dict, features: pd.DataF
     return report_id
 
 
-def set_report_uri(report_id: int, uri: str, url=None) -> None:
+def set_report_uri(report_id: int, uri: str, url: str | None = None) -> None:
     _execute(
         f"UPDATE {SCHEMA}.drift_reports SET report_uri = %(uri)s WHERE id = %(id)s",
         {"uri": uri, "id": report_id},
@@ -686,7 +746,7 @@ def set_report_uri(report_id: int, uri: str, url=None) -> None:
     )
 
 
-def drift_reports(model: str, url=None) -> pd.DataFrame:
+def drift_reports(model: str, url: str | None = None) -> pd.DataFrame:
     return query(
         f"SELECT id, partition_date, dataset_drift, drifted_share, drifted_features, report_uri, "
         f"model_version FROM {SCHEMA}.drift_reports WHERE model = %(model)s "
@@ -696,12 +756,12 @@ def drift_reports(model: str, url=None) -> pd.DataFrame:
     )
 
 
-def recent_drift_flags(model: str, day: dt.date, m: int, url=None) -> list[bool]:
+def recent_drift_flags(model: str, day: dt.date, m: int, url: str | None = None) -> list[bool]:
     """The newest ``m`` dataset-drift verdicts up to ``day``, newest first, without their days."""
     return [drifted for _, drifted in drift_verdicts(model, day, m, url)]
 
 
-def days_since_last_trigger(model: str, day: dt.date, url=None) -> int | None:
+def days_since_last_trigger(model: str, day: dt.date, url: str | None = None) -> int | None:
     """Data days since the last triggered retraining strictly before ``day`` (any source), not
     counting follow-ups: those are bounded per change, and must not delay a newer change."""
     last = _scalar(
@@ -713,8 +773,7 @@ def days_since_last_trigger(model: str, day: dt.date, url=None) -> int | None:
     return None if last is None else (day - last).days
 
 
-def record_retrain_decision(row: dict, url=None) -> None:
-    row = {"change_date": None, "follow_up": False, **row}
+def record_retrain_decision(decision: RetrainDecisionRecord, url: str | None = None) -> None:
     _execute(
         f"INSERT INTO {SCHEMA}.retrain_decisions (model, partition_date, source, triggered, "
         "reason, report_id, train_run_id, dag_run_id, change_date, follow_up) VALUES (%(model)s, "
@@ -725,12 +784,12 @@ def record_retrain_decision(row: dict, url=None) -> None:
         "report_id = EXCLUDED.report_id, train_run_id = EXCLUDED.train_run_id, "
         "dag_run_id = EXCLUDED.dag_run_id, change_date = EXCLUDED.change_date, "
         "follow_up = EXCLUDED.follow_up, created_at = now()",
-        row,
+        asdict(decision),
         url,
     )
 
 
-def retrain_decisions(model: str, url=None) -> pd.DataFrame:
+def retrain_decisions(model: str, url: str | None = None) -> pd.DataFrame:
     return query(
         f"SELECT partition_date, source, triggered, reason, change_date, follow_up "
         f"FROM {SCHEMA}.retrain_decisions WHERE model = %(model)s ORDER BY partition_date, source",
@@ -739,7 +798,9 @@ def retrain_decisions(model: str, url=None) -> pd.DataFrame:
     )
 
 
-def open_change(model: str, day: dt.date, since: dt.date, url=None) -> dict | None:
+def open_change(
+    model: str, day: dt.date, since: dt.date, url: str | None = None
+) -> ChangeRecord | None:
     """The newest change a retraining was triggered for on a day in ``since``..before ``day``:
     ``first_day``, ``retrainings`` (every one triggered for it before ``day``, however long
     ago: the bound per change counts them all), ``last_trigger``; or None."""
@@ -758,14 +819,12 @@ def open_change(model: str, day: dt.date, since: dt.date, url=None) -> dict | No
     if frame.empty:
         return None
     row = frame.iloc[0]
-    return {
-        "first_day": row.first_day,
-        "retrainings": int(row.retrainings),
-        "last_trigger": row.last_trigger,
-    }
+    return ChangeRecord(row.first_day, int(row.retrainings), row.last_trigger)
 
 
-def drift_verdicts(model: str, day: dt.date, limit: int, url=None) -> list[tuple[dt.date, bool]]:
+def drift_verdicts(
+    model: str, day: dt.date, limit: int, url: str | None = None
+) -> list[tuple[dt.date, bool]]:
     """The newest ``limit`` dataset-drift verdicts up to ``day``, newest first."""
     frame = query(
         f"SELECT partition_date, dataset_drift FROM {SCHEMA}.drift_reports "
@@ -777,13 +836,15 @@ def drift_verdicts(model: str, day: dt.date, limit: int, url=None) -> list[tuple
     return [(d, bool(v)) for d, v in zip(frame.partition_date, frame.dataset_drift, strict=True)]
 
 
-def replace_performance(model: str, day: dt.date, rows: pd.DataFrame, url=None) -> None:
+def replace_performance(
+    model: str, day: dt.date, rows: pd.DataFrame, url: str | None = None
+) -> None:
     with partition_transaction(model, day, url) as cursor:
         _replace(cursor, "model_performance", model, day, rows)
 
 
 def performance(
-    model: str, start: dt.date | None = None, end: dt.date | None = None, url=None
+    model: str, start: dt.date | None = None, end: dt.date | None = None, url: str | None = None
 ) -> pd.DataFrame:
     """Realized performance per scored day and version (optionally of days ``start..end``)."""
     sql = (
@@ -800,16 +861,13 @@ def performance(
 # --- model history ------------------------------------------------------------------------------
 
 
-def record_model_event(row: dict, url=None) -> int:
+def record_model_event(event: ModelEvent, url: str | None = None) -> int:
     """Append to the promotion / rejection / rollback history (``model_events``); returns the
-    event's id. ``state`` defaults to done (see loopline.steps.aliases for pending ones)."""
+    event's id (see loopline.steps.aliases for the events written ahead, ``pending``)."""
     row = {
-        "state": "done",
-        "alias": None,
-        "removes_alias": False,
-        **row,
-        "reasons": json.dumps(row["reasons"]),
-        "metrics": json.dumps(row["metrics"]),
+        **asdict(event),
+        "reasons": json.dumps(list(event.reasons)),
+        "metrics": json.dumps(dict(event.metrics)),
     }
     return int(
         _scalar(
@@ -824,7 +882,7 @@ def record_model_event(row: dict, url=None) -> int:
     )
 
 
-def set_model_event_state(event_id: int, state: str, url=None) -> None:
+def set_model_event_state(event_id: int, state: str, url: str | None = None) -> None:
     _execute(
         f"UPDATE {SCHEMA}.model_events SET state = %(state)s WHERE id = %(id)s",
         {"state": state, "id": int(event_id)},
@@ -832,7 +890,7 @@ def set_model_event_state(event_id: int, state: str, url=None) -> None:
     )
 
 
-def pending_model_events(model: str, url=None) -> list[dict]:
+def pending_model_events(model: str, url: str | None = None) -> list[PendingEvent]:
     """Events written ahead of an alias move that a crash left unsettled, oldest first."""
     frame = query(
         f"SELECT id, event, version, alias, removes_alias FROM {SCHEMA}.model_events "
@@ -840,11 +898,14 @@ def pending_model_events(model: str, url=None) -> list[dict]:
         {"model": model},
         url,
     )
-    return frame.to_dict("records")
+    return [
+        PendingEvent(int(r.id), r.event, int(r.version), r.alias, bool(r.removes_alias))
+        for r in frame.itertuples(index=False)
+    ]
 
 
 @contextmanager
-def model_lock(model: str, url=None) -> Iterator[None]:
+def model_lock(model: str, url: str | None = None) -> Iterator[None]:
     """The model's lock (a session advisory lock on a connection of its own), held while its
     aliases and history change: one change at a time, whichever process makes it."""
     key = {"key": f"model:{model}"}
@@ -856,7 +917,7 @@ def model_lock(model: str, url=None) -> Iterator[None]:
             conn.exec_driver_sql("SELECT pg_advisory_unlock(hashtext(%(key)s))", key)
 
 
-def model_events(model: str, url=None) -> pd.DataFrame:
+def model_events(model: str, url: str | None = None) -> pd.DataFrame:
     """The append-only history, oldest first (``previous_champion`` is None or an int)."""
     frame = query(
         f"SELECT id, created_at, event, version, previous_champion, reasons, metrics, "
@@ -874,7 +935,7 @@ def model_events(model: str, url=None) -> pd.DataFrame:
     return frame
 
 
-def day_table(model: str, url=None) -> pd.DataFrame:
+def day_table(model: str, url: str | None = None) -> pd.DataFrame:
     """Per day: rows read / clean / quarantined, the validation status, and predictions with
     the model version(s) that scored them."""
     return query(

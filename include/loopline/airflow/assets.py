@@ -8,7 +8,7 @@ its ``extra``.
 
 from __future__ import annotations
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, Context
 
 
 def clean_asset(model: str) -> Asset:
@@ -21,6 +21,6 @@ def predictions_asset(model: str) -> Asset:
     return Asset(name=f"loopline.{model}.predictions", uri=f"loopline://{model}/predictions")
 
 
-def record(context, asset: Asset, extra: dict) -> None:
+def record(context: Context, asset: Asset, extra: dict) -> None:
     """Attach ``extra`` to the event the running task emits for ``asset``."""
     context["outlet_events"][asset].extra = {k: v for k, v in extra.items() if v is not None}

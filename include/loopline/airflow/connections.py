@@ -19,8 +19,12 @@ from __future__ import annotations
 import logging
 import os
 from functools import cache
+from typing import TYPE_CHECKING
 
 from loopline.adapters import settings
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
 
 log = logging.getLogger(__name__)
 WAREHOUSE, MLFLOW, S3 = "loopline_warehouse", "loopline_mlflow", "loopline_s3"
@@ -37,7 +41,7 @@ def _connection(conn_id: str):
         return None
 
 
-def warehouse_url(conn) -> str:
+def warehouse_url(conn: Connection) -> str:
     """A psycopg2 SQLAlchemy URL from a postgres connection (Airflow's own ``get_uri`` gives a
     ``postgres://`` URL SQLAlchemy refuses, and its hook picks psycopg 3)."""
     query = dict((conn.extra_dejson or {}).get("sqlalchemy_query") or {})
@@ -51,7 +55,7 @@ def warehouse_url(conn) -> str:
     )
 
 
-def mlflow_uri(conn) -> str:
+def mlflow_uri(conn: Connection) -> str:
     """The tracking URI: the host if it is a whole URI (JSON form), else built from the
     connection's type, host, port and path (URI form ``http://mlflow:5000``)."""
     if "://" in (conn.host or ""):
@@ -62,7 +66,7 @@ def mlflow_uri(conn) -> str:
     return f"{scheme}://{conn.host}{port}{path}"
 
 
-def s3_environment(conn) -> dict[str, str]:
+def s3_environment(conn: Connection) -> dict[str, str]:
     extra = conn.extra_dejson or {}
     found = {
         "AWS_ACCESS_KEY_ID": conn.login,

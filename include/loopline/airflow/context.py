@@ -8,7 +8,7 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from airflow.sdk import get_current_context
+from airflow.sdk import Context, get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from loopline.adapters import settings
@@ -35,7 +35,7 @@ def default_args(spec: ModelSpec) -> dict:
     return found
 
 
-def partition_date(context=None) -> dt.date:
+def partition_date(context: Context | None = None) -> dt.date:
     """The day a task works on: the ``partition_date`` param if given, else the data interval.
     A run triggered without either (``airflow dags trigger`` without a logical date) fails at
     once: guessing a day would load or score the wrong one."""
@@ -55,7 +55,7 @@ def partition_date(context=None) -> dt.date:
     return start.date()
 
 
-def _not_in_the_future(context, day: dt.date) -> None:
+def _not_in_the_future(context: Context, day: dt.date) -> None:
     """A day after the run's own date cannot have been delivered whole: a typo (2027 for
     2026) would become the analysts' newest predictions for its entities."""
     run = context.get("dag_run")
@@ -69,11 +69,11 @@ def _not_in_the_future(context, day: dt.date) -> None:
         )
 
 
-def run_id(context=None) -> str:
+def run_id(context: Context | None = None) -> str:
     return str((context or get_current_context())["run_id"])
 
 
-def training_end(context=None) -> dt.date:
+def training_end(context: Context | None = None) -> dt.date:
     """The day a training uses the data available on: the ``end_date`` param, else the end of
     the run's data interval, else (a manual run without a logical date) the day it runs."""
     context = context or get_current_context()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Callable
+from typing import Any
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
@@ -50,7 +52,7 @@ The day processed is the run's data interval start, or the `partition_date` para
 """
 
 
-def model_dag(spec: ModelSpec, kind: str, *, schedule: str | None, tag: str, **kwargs) -> DAG:
+def model_dag(spec: ModelSpec, kind: str, *, schedule: str | None, tag: str, **kwargs: Any) -> DAG:
     """A DAG of one model with the house defaults: id ``<model>_<kind>``, static start date,
     UTC cron data intervals, owner/retries/timeouts, tags ``loopline``, the kind and the model."""
     kwargs.setdefault("default_args", default_args(spec))
@@ -367,7 +369,9 @@ def spec_error_dag(error: SpecError) -> DAG:
     return dag
 
 
-def build_dags(factory, *, report_broken_specs: bool = False) -> dict[str, DAG]:
+def build_dags(
+    factory: Callable[[ModelSpec], DAG], *, report_broken_specs: bool = False
+) -> dict[str, DAG]:
     """One DAG per loadable spec. A broken spec never breaks the others: one DAG file (the
     daily one) reports it as a failing stand-in DAG, the other factories skip it."""
     specs, errors = load_specs()

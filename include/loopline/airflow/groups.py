@@ -12,6 +12,7 @@ one publish / swap task, so a big day spreads over the workers.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 
 from airflow.sdk import TaskGroup, XComArg, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
@@ -24,7 +25,7 @@ from loopline.core.spec import HOOK_POINTS, ModelSpec
 PLAN_TASK = "plan_day"
 
 
-def every(results) -> list:
+def every(results: Iterable) -> list:
     """A mapped task's results in one read: iterating Airflow's lazy sequence fetches them one
     at a time and finds the end by a miss, logged as an ``[error] XCom not found`` line in
     every successful run (an operator must be able to trust that ``error`` means one)."""
@@ -65,7 +66,7 @@ def hook_tasks(spec: ModelSpec, point: str) -> list:
     return tasks
 
 
-def _then_hooks(first, spec: ModelSpec, point: str) -> None:
+def _then_hooks(first: XComArg, spec: ModelSpec, point: str) -> None:
     hooks = hook_tasks(spec, point)
     if hooks:
         first >> hooks[0]
@@ -109,15 +110,20 @@ def validate_group(spec: ModelSpec, ingest: TaskGroup, group_id: str = "validate
 
         @task(outlets=[clean_asset(spec.name)])
         def publish(shards: list[dict], results: list[dict]) -> dict:
-            from loopline.steps.ingest import DayPlan
-            from loopline.steps.validate import publish_day, shard_results
+            from loopline.steps.ingest import DayPlan, ShardResult
+            from loopline.steps.publish import publish_day
 
             with loopline_errors():
                 plan = DayPlan.from_shards(every(shards))
-                result = publish_day(spec, plan, shard_results(every(results)), run_id=run_id())
-            extra = {k: result[k] for k in ("partition_date", "rows_clean", "rows_quarantined")}
+                reports = [ShardResult.from_dict(r) for r in every(results)]
+                result = publish_day(spec, plan, reports, run_id=run_id())
+            extra = {
+                "partition_date": result.partition_date.isoformat(),
+                "rows_clean": result.rows_clean,
+                "rows_quarantined": result.rows_quarantined,
+            }
             record(get_current_context(), clean_asset(spec.name), {**extra, "run_id": run_id()})
-            return result
+            return result.as_dict()
 
         published = publish(shards, validate_shard.expand(shard=shards))
         _then_hooks(published, spec, "after_validate")
@@ -160,11 +166,12 @@ def predict_group(spec: ModelSpec, group_id: str = "predict") -> TaskGroup:
                     dag_run_id=run_id(),
                     scored_at=scored_at,
                 )
-            extra = {k: result[k] for k in ("partition_date", "rows", "model_version")}
+            summary = result.as_dict()
+            extra = {k: summary[k] for k in ("partition_date", "rows", "model_version")}
             record(
                 get_current_context(), predictions_asset(spec.name), {**extra, "run_id": run_id()}
             )
-            return result
+            return summary
 
         planned = plan_scoring()
         swapped = swap(planned, score_shard.expand(shard=planned))

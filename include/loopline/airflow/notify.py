@@ -17,7 +17,7 @@ import json
 import logging
 import urllib.request
 
-from airflow.sdk import BaseHook, BaseNotifier
+from airflow.sdk import BaseHook, BaseNotifier, Context
 
 from loopline.core.spec import ModelSpec
 
@@ -34,7 +34,7 @@ class WebhookNotifier(BaseNotifier):
         super().__init__()
         self.message, self.event, self.model, self.conn_id = message, event, model, conn_id
 
-    def notify(self, context) -> None:
+    def notify(self, context: Context) -> None:
         conn = BaseHook.get_connection(self.conn_id)
         url = conn.host if "://" in (conn.host or "") else conn.get_uri()
         body = {
@@ -77,7 +77,7 @@ def notifiers(spec: ModelSpec, event: str, message: str) -> list[BaseNotifier]:
     return found
 
 
-def send(spec: ModelSpec, event: str, message: str, context) -> int:
+def send(spec: ModelSpec, event: str, message: str, context: Context) -> int:
     """Send ``event`` to whoever the spec names; returns how many notifications went out."""
     sent = 0
     for notifier in notifiers(spec, event, message):
@@ -94,7 +94,7 @@ def on_failure(spec: ModelSpec):
     if "task_failure" not in spec.notify.on or not (spec.notify.email or spec.notify.webhook):
         return None
 
-    def callback(context) -> None:
+    def callback(context: Context) -> None:
         ti = context.get("ti")
         error = context.get("exception")
         message = f"task {ti.task_id if ti else '?'} failed: {error}"

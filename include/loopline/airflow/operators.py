@@ -7,12 +7,13 @@ decided lives in ``loopline.steps.check_drift`` and ``loopline.steps.decide_retr
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import (
     XCOM_RUN_ID,
     TriggerDagRunOperator,
 )
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, Context
 
 from loopline.airflow.context import loopline_errors, partition_date
 from loopline.airflow.notify import send
@@ -26,11 +27,11 @@ class DriftDetectionOperator(BaseOperator):
 
     ui_color = "#fde2c4"
 
-    def __init__(self, *, model: str, **kwargs):
+    def __init__(self, *, model: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.model = model
 
-    def execute(self, context):
+    def execute(self, context: Context) -> dict:
         from loopline.adapters.specs import get_spec
         from loopline.steps.check_drift import run_drift_check
 
@@ -52,11 +53,11 @@ class RetrainTriggerOperator(TriggerDagRunOperator):
 
     ui_color = "#f6c1c1"
 
-    def __init__(self, *, model: str, source: str, signal_task_id: str, **kwargs):
+    def __init__(self, *, model: str, source: str, signal_task_id: str, **kwargs: Any) -> None:
         super().__init__(trigger_dag_id=f"{model}_train", skip_when_already_exists=True, **kwargs)
         self.model, self.source, self.signal_task_id = model, source, signal_task_id
 
-    def execute(self, context):
+    def execute(self, context: Context) -> dict | None:
         from loopline.adapters.specs import get_spec
         from loopline.core.retraining import TrainingRuns
         from loopline.steps.decide_retraining import decide_and_record

@@ -12,7 +12,7 @@ def category_text(values: pd.Series) -> pd.Series:
     category compares by its text, and a whole float is an integer (2.0 -> '2'), so an
     integer-coded column reads the same with or without nulls."""
 
-    def text(value) -> str:
+    def text(value: object) -> str:
         if isinstance(value, float | np.floating) and float(value).is_integer():
             return str(int(value))
         return str(value)

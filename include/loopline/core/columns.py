@@ -10,6 +10,8 @@ with them: the specs of that time refused those names).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
 
 MARK = "\x1f"
@@ -42,13 +44,13 @@ def readable(name: str) -> str:
     return name.removeprefix(MARK)
 
 
-def old_clean_file(names) -> bool:
+def old_clean_file(names: Iterable[str]) -> bool:
     """Whether a clean lake file is of the first layout: its lineage under the plain name."""
     names = list(names)
     return "_run_id" in names and not any(is_own(n) for n in names)
 
 
-def old_frame(names) -> bool:
+def old_frame(names: Iterable[str]) -> bool:
     """Whether a labelled frame (a training run's holdout) is of the first layout."""
     names = list(names)
     return {"label", "partition_date"} <= set(names) and not any(is_own(n) for n in names)

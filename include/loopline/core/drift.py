@@ -41,6 +41,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
@@ -86,7 +87,7 @@ class NumericSketch:
     areas: list[float] = field(default_factory=list)
 
     @classmethod
-    def build(cls, values) -> NumericSketch:
+    def build(cls, values: npt.ArrayLike) -> NumericSketch:
         array = _floats(values)
         present = _present(array)
         n = len(present)
@@ -144,7 +145,7 @@ def _areas(counts: np.ndarray, sums: np.ndarray, points: np.ndarray) -> np.ndarr
     return counts[2:-1:2] * (points[1:] - points[0]) - sums[2:-1:2]
 
 
-def _floats(values) -> np.ndarray:
+def _floats(values: npt.ArrayLike) -> np.ndarray:
     """Values as a float64 array, anything that is not a number as NaN; no copy when they are
     float64 already."""
     if not isinstance(values, pd.Series):
@@ -179,7 +180,7 @@ def _spread(ordered: np.ndarray) -> float:
     return spread if spread > 0 else 1.0
 
 
-def _category_counts(values) -> tuple[dict[str, int], int, int]:
+def _category_counts(values: npt.ArrayLike) -> tuple[dict[str, int], int, int]:
     """(counts by category text, non-null values, nulls). Counted on the raw values, then the
     few distinct keys spelled as text (``category_text``: 2.0 and 2 are '2') and merged."""
     series = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values).ravel())
@@ -201,7 +202,7 @@ class CategoricalCounts:
     nulls: int
 
     @classmethod
-    def build(cls, values) -> CategoricalCounts:
+    def build(cls, values: npt.ArrayLike) -> CategoricalCounts:
         return cls(*_category_counts(values))
 
 
@@ -223,7 +224,7 @@ class Profile:
 
     @classmethod
     def from_dict(cls, data: dict) -> Profile:
-        def numeric(value):
+        def numeric(value: dict | None) -> NumericSketch | None:
             return NumericSketch(**value) if value else None
 
         return cls(
@@ -241,8 +242,8 @@ def build_profile(
     spec: ModelSpec,
     frame: pd.DataFrame,
     *,
-    scores=None,
-    labels=None,
+    scores: npt.ArrayLike | None = None,
+    labels: npt.ArrayLike | None = None,
     importance: dict[str, float] | None = None,
 ) -> Profile:
     numeric = {
@@ -281,7 +282,7 @@ class NumericAccumulator:
         self.n = self.nulls = 0
         self.above = self.below = 0.0  # sum of (x - max)+ and (min - x)+
 
-    def update(self, values) -> None:
+    def update(self, values: npt.ArrayLike) -> None:
         array = _floats(values)
         present = _present(array)
         self.nulls += len(array) - len(present)
@@ -309,7 +310,7 @@ class CategoricalAccumulator:
         self.counts: dict[str, int] = {}
         self.n = self.nulls = 0
 
-    def update(self, values) -> None:
+    def update(self, values: npt.ArrayLike) -> None:
         counts, present, nulls = _category_counts(values)
         self.nulls += nulls
         self.n += present
@@ -337,11 +338,11 @@ class Window:
                 self.seen.add(name)
                 accumulator.update(frame[name])
 
-    def update_scores(self, scores) -> None:
+    def update_scores(self, scores: npt.ArrayLike) -> None:
         if self.score is not None:
             self.score.update(scores)
 
-    def update_labels(self, labels) -> None:
+    def update_labels(self, labels: npt.ArrayLike) -> None:
         labels = np.asarray(labels, dtype=float)
         if self.labels is not None:
             self.labels.update(labels)
@@ -386,7 +387,7 @@ class FeatureDrift:
         return self.decision in ("drift", "absent")
 
 
-def _finite(value, default: float = 0.0) -> float:
+def _finite(value: float | None, default: float = 0.0) -> float:
     return float(value) if value is not None and math.isfinite(value) else default
 
 
@@ -467,7 +468,7 @@ def _decile_psi(f_at: np.ndarray, g_at: np.ndarray, n_ref: int, n_cur: int) -> f
     return psi(ref, cur)
 
 
-def psi(reference_counts, current_counts) -> float:
+def psi(reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike) -> float:
     """Population stability index with additive smoothing: finite for empty bins."""
     ref = np.asarray(reference_counts, dtype=float) + SMOOTHING
     cur = np.asarray(current_counts, dtype=float) + SMOOTHING
@@ -520,7 +521,9 @@ def _pooled(table: np.ndarray) -> np.ndarray:
     return np.hstack([kept, pooled]) if kept.shape[1] else pooled
 
 
-def missingness(reference, current) -> tuple[float, float, float]:
+def missingness(
+    reference: NumericSketch | CategoricalCounts, current: NumericSketch | CategoricalCounts
+) -> tuple[float, float, float]:
     """(reference null share, current null share, two-proportion z-test p-value)."""
     n_ref, n_cur = reference.n + reference.nulls, current.n + current.nulls
     if not n_ref or not n_cur:
@@ -587,7 +590,7 @@ def compare_categorical(
     )
 
 
-def absent(name: str, kind: str, reference) -> FeatureDrift:
+def absent(name: str, kind: str, reference: NumericSketch | CategoricalCounts) -> FeatureDrift:
     """A feature of the reference that the current data does not have at all."""
     return FeatureDrift(
         feature=name,
@@ -686,7 +689,14 @@ def decide(settings: Drift, results: list[FeatureDrift]) -> list[FeatureDrift]:
     return results
 
 
-def _quiet_rule(settings, r: FeatureDrift, effect, value, threshold, enough_values) -> str:
+def _quiet_rule(
+    settings: Drift,
+    r: FeatureDrift,
+    effect: str,
+    value: float,
+    threshold: float,
+    enough_values: bool,
+) -> str:
     if not enough_values:
         return (
             f"values: too few non-null values ({min(r.n_ref, r.n_cur)} < drift.min_rows "
@@ -716,7 +726,7 @@ class DriftResult:
         return [f.feature for f in self.features if f.drifted]
 
 
-def compare_window(spec_or_settings, window: Window) -> DriftResult:
+def compare_window(spec_or_settings: ModelSpec | Drift, window: Window) -> DriftResult:
     """Every feature of the profile against the accumulated window, then the verdicts."""
     settings = (
         spec_or_settings.drift if isinstance(spec_or_settings, ModelSpec) else spec_or_settings
@@ -755,7 +765,12 @@ def compare_window(spec_or_settings, window: Window) -> DriftResult:
 
 
 def detect(
-    spec: ModelSpec, profile: Profile, current: pd.DataFrame, *, scores=None, labels=None
+    spec: ModelSpec,
+    profile: Profile,
+    current: pd.DataFrame,
+    *,
+    scores: npt.ArrayLike | None = None,
+    labels: npt.ArrayLike | None = None,
 ) -> DriftResult:
     """Compare one frame of current rows (and its scores and labels, if any) with the profile."""
     window = Window(profile)
@@ -767,7 +782,9 @@ def detect(
     return compare_window(spec, window)
 
 
-def compare_rates(reference_rate: float, reference_rows: int, labels, settings: Drift) -> dict:
+def compare_rates(
+    reference_rate: float, reference_rows: int, labels: npt.ArrayLike, settings: Drift
+) -> dict:
     """Prior shift of a binary target: two-proportion test of the current positive rate against
     the reference's (its own sampling counted), and a relative change of at least 25%."""
     labels = np.asarray(labels, dtype=float)

@@ -14,6 +14,8 @@ Airflow layer, as Airflow itself would.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
+from typing import Any
 
 
 class LooplineError(Exception):
@@ -64,7 +66,7 @@ class TransientError(LooplineError):
 class SpecError(PermanentError, ValueError):
     """A spec file that cannot be loaded; the message names the file and the field."""
 
-    def __init__(self, path, field: str, message: str):
+    def __init__(self, path: str | Path, field: str, message: str):
         self.path, self.field = path, field
         super().__init__(f"{path}: field '{field}': {message}")
 
@@ -89,7 +91,7 @@ class FileChangedError(PermanentError):
 class BatchValidationError(PermanentError):
     """The day as a whole is unusable (a missing column, no rows, too many bad rows)."""
 
-    def __init__(self, message: str, *, failed: list[dict] | None = None, **where):
+    def __init__(self, message: str, *, failed: list[dict] | None = None, **where: Any):
         self.failed = failed or []
         super().__init__(message, **where)
 

@@ -7,12 +7,19 @@ the predicted probability, the weighted mean of |observed rate - mean prediction
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sklearn import metrics as skm
+from sklearn.pipeline import Pipeline
 
 from loopline.core.columns import LABEL
 from loopline.core.spec import METRICS, ModelSpec
+
+if TYPE_CHECKING:
+    from sklearn.calibration import CalibratedClassifierCV
 
 # Whether a larger value of the metric is better; the gate compares in this direction.
 GREATER_IS_BETTER = {name: name in ("roc_auc", "pr_auc", "r2") for name in METRICS}
@@ -31,7 +38,7 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return float(total / len(y))
 
 
-def ece_noise(p, bins: int = 10, draws: int = 200, seed: int = 0) -> float:
+def ece_noise(p: npt.ArrayLike, bins: int = 10, draws: int = 200, seed: int = 0) -> float:
     """The 95th percentile of the ECE a perfectly calibrated model shows on these scores: labels
     drawn from the scores themselves. On a small holdout this floor is well above zero, so an
     observed ECE below it says nothing about miscalibration."""
@@ -45,7 +52,7 @@ def ece_noise(p, bins: int = 10, draws: int = 200, seed: int = 0) -> float:
     return float(np.quantile(found, 0.95))
 
 
-def classification_metrics(y, p) -> dict[str, float]:
+def classification_metrics(y: npt.ArrayLike, p: npt.ArrayLike) -> dict[str, float]:
     y, p = np.asarray(y, dtype=float), np.clip(np.asarray(p, dtype=float), 1e-7, 1 - 1e-7)
     both = len(np.unique(y)) == 2
     return {
@@ -57,7 +64,7 @@ def classification_metrics(y, p) -> dict[str, float]:
     }
 
 
-def regression_metrics(y, yhat) -> dict[str, float]:
+def regression_metrics(y: npt.ArrayLike, yhat: npt.ArrayLike) -> dict[str, float]:
     y, yhat = np.asarray(y, dtype=float), np.asarray(yhat, dtype=float)
     return {
         "rmse": float(np.sqrt(skm.mean_squared_error(y, yhat))),
@@ -66,7 +73,7 @@ def regression_metrics(y, yhat) -> dict[str, float]:
     }
 
 
-def metrics(spec: ModelSpec, y, score) -> dict[str, float]:
+def metrics(spec: ModelSpec, y: npt.ArrayLike, score: npt.ArrayLike) -> dict[str, float]:
     if spec.target.task == "binary_classification":
         return classification_metrics(y, score)
     return regression_metrics(y, score)
@@ -107,7 +114,9 @@ def flat(prefix: str, values: dict[str, float]) -> dict[str, float]:
 ISOTONIC_MIN_ROWS = 1000
 
 
-def calibrate(model, frame: pd.DataFrame, columns: list[str], label: str = LABEL):
+def calibrate(
+    model: Pipeline, frame: pd.DataFrame, columns: list[str], label: str = LABEL
+) -> CalibratedClassifierCV:
     """Recalibrate a fitted classifier on held-apart data (the validation split): isotonic with
     enough rows, else Platt's sigmoid (isotonic overfits small sets)."""
     method = "isotonic" if len(frame) >= ISOTONIC_MIN_ROWS else "sigmoid"
@@ -119,7 +128,7 @@ def calibrate(model, frame: pd.DataFrame, columns: list[str], label: str = LABEL
     )
 
 
-def feature_importance(model) -> pd.Series | None:
+def feature_importance(model: object) -> pd.Series | None:
     """Gain importance of the pipeline's XGBoost step, by input column."""
     estimator = getattr(model, "named_steps", {}).get("model")
     if estimator is None or not hasattr(estimator, "get_booster"):
@@ -134,7 +143,7 @@ def feature_importance(model) -> pd.Series | None:
     ).reindex(names, fill_value=0.0)
 
 
-def auc_standard_error(auc: float, labels) -> float:
+def auc_standard_error(auc: float, labels: npt.ArrayLike) -> float:
     """Hanley & McNeil (1982) standard error of a ROC-AUC estimate."""
     positives = float(np.sum(labels))
     negatives = float(len(labels) - positives)
@@ -147,7 +156,9 @@ def auc_standard_error(auc: float, labels) -> float:
     return float(np.sqrt(max(variance, 0.0)))
 
 
-def standard_error(spec: ModelSpec, metric: str, y, score, draws: int = 200) -> float:
+def standard_error(
+    spec: ModelSpec, metric: str, y: npt.ArrayLike, score: npt.ArrayLike, draws: int = 200
+) -> float:
     """How much a metric measured on these rows would move from sampling alone: Hanley & McNeil
     for ROC-AUC, the delta method for RMSE and the per-row losses, a seeded bootstrap else."""
     y, score = np.asarray(y, dtype=float), np.asarray(score, dtype=float)
@@ -177,7 +188,9 @@ def gain(metric: str, new: float, old: float) -> float:
     return new - old if GREATER_IS_BETTER[metric] else old - new
 
 
-def row_losses(spec: ModelSpec, metric: str, y, score) -> np.ndarray | None:
+def row_losses(
+    spec: ModelSpec, metric: str, y: npt.ArrayLike, score: npt.ArrayLike
+) -> np.ndarray | None:
     """Per-row losses whose mean is ``metric`` (log loss, Brier, MAE), else None."""
     y, score = np.asarray(y, dtype=float), np.asarray(score, dtype=float)
     if metric == "log_loss":
@@ -190,7 +203,13 @@ def row_losses(spec: ModelSpec, metric: str, y, score) -> np.ndarray | None:
     return None
 
 
-def paired_noise(spec: ModelSpec, metric: str, y, candidate, baseline) -> float:
+def paired_noise(
+    spec: ModelSpec,
+    metric: str,
+    y: npt.ArrayLike,
+    candidate: npt.ArrayLike,
+    baseline: npt.ArrayLike,
+) -> float:
     """Standard error of the mean per-row loss difference of two models on the same rows: how
     much of a metric gap sampling alone would explain (0 when the metric has no per-row form)."""
     a, b = row_losses(spec, metric, y, candidate), row_losses(spec, metric, y, baseline)
@@ -201,9 +220,9 @@ def paired_noise(spec: ModelSpec, metric: str, y, candidate, baseline) -> float:
 
 def paired_bootstrap(
     spec: ModelSpec,
-    y,
-    challenger,
-    champion,
+    y: npt.ArrayLike,
+    challenger: npt.ArrayLike,
+    champion: npt.ArrayLike,
     *,
     draws: int = 400,
     level: float = 0.95,

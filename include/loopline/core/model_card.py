@@ -5,6 +5,7 @@ shown by the Models view) and rendered as Markdown (the version's description in
 from __future__ import annotations
 
 from loopline.core.metrics import GREATER_IS_BETTER
+from loopline.core.registry import TrainingRun
 from loopline.core.spec import ModelSpec
 
 
@@ -12,9 +13,7 @@ def build(
     spec: ModelSpec,
     version: int,
     *,
-    run_id: str,
-    tags: dict[str, str],
-    counts: dict[str, int],
+    training: TrainingRun,
     metrics: dict[str, float],
     calibrated: bool,
     slices: dict,
@@ -28,7 +27,7 @@ def build(
     return {
         "model": spec.name,
         "version": int(version),
-        "mlflow_run_id": run_id,
+        "mlflow_run_id": training.run_id,
         "intended_use": {
             "description": spec.description or "(no description in the spec)",
             "owner": spec.owner,
@@ -38,12 +37,12 @@ def build(
             "decision_threshold": spec.metric.decision_threshold if spec.is_classifier else None,
         },
         "training": {
-            "window": [tags.get("window_start"), tags.get("window_end")],
-            "rows": counts,
-            "mode": tags.get("mode", "stateless"),
-            "reason": tags.get("reason"),
-            "git_commit": tags.get("git_commit"),
-            "dag_run_id": tags.get("dag_run_id"),
+            "window": [d.isoformat() for d in training.window] if training.window else [None, None],
+            "rows": dict(training.counts),
+            "mode": training.mode,
+            "reason": training.reason,
+            "git_commit": training.git_commit,
+            "dag_run_id": training.dag_run_id,
         },
         "primary_metric": spec.primary_metric,
         "metrics": holdout,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -246,7 +247,7 @@ def xgboost_params(spec: ModelSpec, data: TrainingSet, seed: int) -> dict:
     return params
 
 
-def base_pipeline(model) -> Pipeline:
+def base_pipeline(model: Any) -> Pipeline:
     """The preprocessing + XGBoost pipeline inside a (possibly calibrated) registered model."""
     if hasattr(model, "calibrated_classifiers_"):  # CalibratedClassifierCV(FrozenEstimator(...))
         model = model.estimator
@@ -259,7 +260,7 @@ def fit_xgboost(
     spec: ModelSpec,
     data: TrainingSet,
     seed: int = 0,
-    base=None,
+    base: Any = None,
     weights: np.ndarray | None = None,
 ) -> tuple[Pipeline, dict]:
     """Preprocessing + XGBoost, early-stopped on the validation split. Returns the fitted
@@ -286,7 +287,7 @@ def fit_xgboost(
     return Pipeline([("features", prep), ("model", estimator)]), params
 
 
-def score(spec: ModelSpec, model, frame: pd.DataFrame) -> np.ndarray:
+def score(spec: ModelSpec, model: Any, frame: pd.DataFrame) -> np.ndarray:
     """Positive-class probability, or the predicted value."""
     columns = input_columns(spec)
     if spec.is_classifier:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,7 +47,7 @@ class Reasons:
         self.cells: set[tuple[int, str]] = set()
         self.counts: Counter = Counter()
 
-    def add(self, rows, column: str, check: str, details) -> None:
+    def add(self, rows: Iterable[int], column: str, check: str, details: Iterable[dict]) -> None:
         for row, detail in zip(rows, details, strict=True):
             row = int(row)
             self.by_row.setdefault(row, []).append(
@@ -183,7 +185,7 @@ class RowValidator:
             self._failing_suites[key] = self.context.suites.add(suite)
         return self._failing_suites[key]
 
-    def _validate(self, frame: pd.DataFrame, suite, result_format: str):
+    def _validate(self, frame: pd.DataFrame, suite: Any, result_format: str) -> list:
         batch = self.definition.get_batch(batch_parameters={"dataframe": frame})
         result = batch.validate(suite, result_format={"result_format": result_format})
         for item in result.results:
@@ -230,7 +232,7 @@ def _spec_column(spec: ModelSpec, column: str) -> str:
     return {ENTITY: spec.entity_id.column, TIMESTAMP: spec.event_timestamp}.get(column, column)
 
 
-def _detail(check: str, value, kwargs: dict) -> str:
+def _detail(check: str, value: object, kwargs: dict) -> str:
     if check == "not_null":
         return "null where the spec says not nullable"
     if check == "in_range":

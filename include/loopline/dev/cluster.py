@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +81,7 @@ class Service:
                 self.process.wait()
 
 
-def _wait(ready, service: Service, timeout: float = 120) -> None:
+def _wait(ready: Callable[[], bool], service: Service, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         service.alive()
@@ -185,7 +185,9 @@ class LocalCluster:
             region=topology.REGION,
         )
 
-    def _service(self, name: str, args: list[str], env: dict[str, str], ready) -> None:
+    def _service(
+        self, name: str, args: list[str], env: dict[str, str], ready: Callable[[], bool]
+    ) -> None:
         service = Service(name, args, self.root / f"{name}.log", env)
         service.start()
         self.services.append(service)

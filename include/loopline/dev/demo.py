@@ -26,6 +26,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 import yaml
@@ -148,7 +149,7 @@ class DemoPlan:
         return [self.first + dt.timedelta(days=i) for i in range((self.last - self.first).days + 1)]
 
 
-def write_demo_spec(folder) -> None:
+def write_demo_spec(folder: Path) -> None:
     """churn's spec with the short windows, trained only when triggered (the first training,
     the retrain trigger): a weekly scheduled training would add one more run."""
     spec = yaml.safe_load((settings.REPO_ROOT / "include" / "specs" / f"{MODEL}.yaml").read_text())

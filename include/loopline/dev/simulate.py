@@ -192,7 +192,16 @@ def expected_target(
     return pd.DataFrame({"entity_id": frame[ENTITY], "label": label, "expected": expected})
 
 
-def _generate(day, day_index, rows, seed, scenarios, ids, rng, model):
+def _generate(
+    day: dt.date,
+    day_index: int,
+    rows: int,
+    seed: int,
+    scenarios: Sequence[Scenario],
+    ids: np.ndarray | None,
+    rng: np.random.Generator | None,
+    model: str,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     if model not in TARGETS:
         raise ValueError(f"unknown simulated model '{model}' (one of {sorted(TARGETS)})")
     rng = rng if rng is not None else np.random.default_rng([seed, day_index])

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 from loopline.adapters import settings
 
@@ -110,7 +111,7 @@ def stop_on_signals() -> Iterator[None]:
     a process started in the background by a script inherits SIGINT ignored, and Python then
     leaves it ignored, so `kill -INT` would otherwise do nothing."""
 
-    def interrupt(signum, frame):
+    def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
     previous = {s: signal.signal(s, interrupt) for s in STOP_SIGNALS}
@@ -126,7 +127,7 @@ def _shielded() -> Iterator[None]:
     """Stop signals only print a note while a stop is under way (a second Ctrl-C must not
     leave it half done; the guards stop their components even if we die)."""
 
-    def note(signum, frame):
+    def note(signum: int, frame: FrameType | None) -> None:
         print("\nstill stopping ...", file=sys.stderr, flush=True)
 
     previous = {s: signal.signal(s, note) for s in STOP_SIGNALS}
@@ -354,7 +355,7 @@ class LocalAirflow:
 
     # --- the metadata database -----------------------------------------------------------------
 
-    def _query(self, sql: str, **params) -> list:
+    def _query(self, sql: str, **params: object) -> list:
         from sqlalchemy import create_engine, text
 
         engine = create_engine(self.metadata_url)
@@ -456,7 +457,7 @@ class _Guard:
         self.status: int | None = None
         self.child: subprocess.Popen | None = None
 
-    def _on_signal(self, signum, frame) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop_signal = signum
 
     def reap(self) -> None:
@@ -514,7 +515,7 @@ class _Guard:
         return status if status >= 0 else 128 - status
 
 
-def _running(process) -> bool:
+def _running(process: subprocess.Popen) -> bool:
     import psutil
 
     try:

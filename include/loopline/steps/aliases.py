@@ -19,9 +19,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 from loopline.adapters import model_store, warehouse
 from loopline.core import faults
+from loopline.core.records import ModelEvent
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +41,19 @@ def reconcile(model: str) -> int:
     """Settle pending events: done if their alias points where they said, else abandoned.
     Returns how many were settled."""
     settled = 0
+    store = model_store.store()
     for event in warehouse.pending_model_events(model):
-        found = model_store.alias_version(model, event["alias"]) if event["alias"] else None
-        now = int(found.version) if found is not None else None
-        moved = now == (None if event["removes_alias"] else int(event["version"]))
+        found = store.alias(model, event.alias) if event.alias else None
+        now = found.version if found is not None else None
+        moved = now == (None if event.removes_alias else event.version)
         state = "done" if moved else "abandoned"
-        warehouse.set_model_event_state(event["id"], state)
+        warehouse.set_model_event_state(event.id, state)
         log.warning(
             "model %s: event %s (%s v%s) left pending by a crash: %s",
             model,
-            event["id"],
-            event["event"],
-            event["version"],
+            event.id,
+            event.event,
+            event.version,
             state,
         )
         settled += 1
@@ -58,25 +61,23 @@ def reconcile(model: str) -> int:
 
 
 def record(
-    row: dict, *, alias: str | None, version: int | None, removes: str | None = None
+    event: ModelEvent, *, alias: str | None, version: int | None, removes: str | None = None
 ) -> None:
-    """Write-ahead: ``row`` (a ``model_events`` row) as pending, then ``alias`` -> ``version``
-    (and ``removes`` deleted), then done. Call inside :func:`changing`."""
-    model = row["model"]
-    target = alias or removes
-    event_id = warehouse.record_model_event(
-        {**row, "state": "pending", "alias": target, "removes_alias": alias is None}
-    )
+    """Write-ahead: ``event`` as pending, then ``alias`` -> ``version`` (and ``removes``
+    deleted), then done. Call inside :func:`changing`."""
+    model = event.model
+    pending = replace(event, state="pending", alias=alias or removes, removes_alias=alias is None)
+    event_id = warehouse.record_model_event(pending)
     faults.point("alias.pending")
+    store = model_store.store()
     if alias is not None:
-        model_store.set_alias(model, alias, version)
-    other = removes is not None and removes != alias
-    if other and model_store.alias_version(model, removes) is not None:
-        model_store.delete_alias(model, removes)
+        store.set_alias(model, alias, version)
+    if removes is not None and removes != alias:
+        store.remove_alias(model, removes)
     faults.point("alias.moved")
     warehouse.set_model_event_state(event_id, "done")
 
 
-def record_without_alias(row: dict) -> None:
+def record_without_alias(event: ModelEvent) -> None:
     """An event that moves no alias (a challenger kept after its shadow period): done at once."""
-    warehouse.record_model_event({**row, "state": "done", "alias": None, "removes_alias": False})
+    warehouse.record_model_event(replace(event, state="done", alias=None, removes_alias=False))

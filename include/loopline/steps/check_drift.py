@@ -41,13 +41,13 @@ class DriftCheckResult:
 
 
 def champion_profile(spec: ModelSpec, day: dt.date) -> tuple[int, str, Profile]:
-    champion = model_store.champion_version(spec.name)
+    store = model_store.store()
+    champion = store.champion(spec.name)
     if champion is None:
         raise NoChampionError(
             "no champion: no reference profile to compare with", model=spec.name, day=day
         )
-    data = model_store.load_dict(champion.run_id, model_store.PROFILE)
-    return int(champion.version), champion.run_id, Profile.from_dict(data)
+    return champion.version, champion.run_id, store.reference_profile(champion.run_id)
 
 
 def accumulate(spec: ModelSpec, profile: Profile, start: dt.date, day: dt.date) -> Window:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from loopline.adapters import model_store, warehouse
+from loopline.core.records import RetrainDecisionRecord
 from loopline.core.retraining import (
     Change,
     Learning,
@@ -24,11 +25,11 @@ from loopline.steps.labels import level_before, open_change_of
 
 def new_labelled_rows(spec: ModelSpec, day: dt.date) -> int:
     """Labels of feature days after the champion's training window, up to ``day``."""
-    champion = model_store.champion_version(spec.name)
+    store = model_store.store()
+    champion = store.champion(spec.name)
     if champion is None:
         return 0
-    window_end = model_store.run_tags(champion.run_id).get("window_end")
-    since = dt.date.fromisoformat(window_end) if window_end else dt.date.min
+    since = store.training(champion.run_id).window_end or dt.date.min
     return warehouse.count_labels_after(spec.name, since, day)
 
 
@@ -113,17 +114,17 @@ def decide_and_record(
         trainable_until=day + dt.timedelta(days=1 - spec.labels.delay_days),
     )
     warehouse.record_retrain_decision(
-        {
-            "model": spec.name,
-            "partition_date": day,
-            "source": source,
-            "triggered": decision.triggered,
-            "reason": decision.reason,
-            "report_id": report_id,
-            "train_run_id": train_run_id if decision.triggered else None,
-            "dag_run_id": dag_run_id,
-            "change_date": decision.change_date,
-            "follow_up": decision.follow_up,
-        }
+        RetrainDecisionRecord(
+            model=spec.name,
+            partition_date=day,
+            source=source,
+            triggered=decision.triggered,
+            reason=decision.reason,
+            report_id=report_id,
+            train_run_id=train_run_id if decision.triggered else None,
+            dag_run_id=dag_run_id,
+            change_date=decision.change_date,
+            follow_up=decision.follow_up,
+        )
     )
     return decision

@@ -5,11 +5,15 @@ final model's scores, and register the final model as a new version of the model
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from loopline.adapters import model_store, reports
 from loopline.core import model_card
 from loopline.core.columns import LABEL
-from loopline.core.drift import NumericSketch, Profile
+from loopline.core.drift import NumericSketch
 from loopline.core.features import input_columns
 from loopline.core.metrics import (
     calibrate,
@@ -19,6 +23,7 @@ from loopline.core.metrics import (
     slice_metrics,
     small_slices,
 )
+from loopline.core.registry import BASELINE, CANDIDATE, Registration
 from loopline.core.spec import ModelSpec
 from loopline.core.training import score
 
@@ -33,7 +38,14 @@ class EvaluateResult:
         return asdict(self)
 
 
-def _calibrated(spec: ModelSpec, candidate, holdout, validation, scores, logged: dict):
+def _calibrated(
+    spec: ModelSpec,
+    candidate: Any,
+    holdout: pd.DataFrame,
+    validation: pd.DataFrame,
+    scores: np.ndarray,
+    logged: dict[str, float],
+) -> tuple[Any, np.ndarray, bool, dict[str, float]]:
     """Recalibrate (isotonic, on the validation split) when the holdout ECE is above the limit,
     and keep it if that lowers the ECE. Returns (model, scores, calibrated, metrics)."""
     y = holdout[LABEL].to_numpy()
@@ -50,11 +62,11 @@ def _calibrated(spec: ModelSpec, candidate, holdout, validation, scores, logged:
 
 
 def run_evaluation(spec: ModelSpec, mlflow_run_id: str) -> EvaluateResult:
-    run = mlflow_run_id
-    holdout = model_store.load_frame(run, model_store.HOLDOUT)
-    validation = model_store.load_frame(run, model_store.VALIDATION)
-    candidate = model_store.load_model(f"runs:/{run}/{model_store.CANDIDATE}", model=spec.name)
-    baseline = model_store.load_model(f"runs:/{run}/{model_store.BASELINE}", model=spec.name)
+    run, store = mlflow_run_id, model_store.store()
+    holdout = store.holdout(run)
+    validation = store.validation_split(run)
+    candidate = store.load_trained(spec.name, run, CANDIDATE)
+    baseline = store.load_trained(spec.name, run, BASELINE)
     y = holdout[LABEL].to_numpy()
     scores = score(spec, candidate, holdout)
     logged = flat("holdout_", metrics(spec, y, scores))
@@ -63,45 +75,42 @@ def run_evaluation(spec: ModelSpec, mlflow_run_id: str) -> EvaluateResult:
         spec, candidate, holdout, validation, scores, logged
     )
     slices = slice_metrics(spec, holdout, scores)
-    profile = Profile.from_dict(model_store.load_dict(run, model_store.TRAINING_PROFILE))
+    profile = store.training_profile(run)
     profile.score = NumericSketch.build(scores)
-    with model_store.resumed_run(run):
-        # The reference every drift check of this version compares with.
-        model_store.log_dict(profile.to_dict(), model_store.PROFILE)
-        model_store.log_metrics(logged)
-        model_store.log_dict(slices, model_store.SLICES)
-        model_store.set_tag("calibrated", str(calibrated))
-        figures = reports.evaluation_figures(spec, y, scores, slices, feature_importance(candidate))
-        for name, figure in figures.items():
-            model_store.log_figure(figure, f"{model_store.PLOTS}/{name}")
-            reports.close(figure)
-        sample = holdout[input_columns(spec)].head(200)
-        version = model_store.log_model(
-            final, model_store.MODEL, sample, score(spec, final, sample), spec.name
+    figures = reports.evaluation_figures(spec, y, scores, slices, feature_importance(candidate))
+    sample = holdout[input_columns(spec)].head(200)
+    try:
+        version = store.register(
+            spec.name,
+            Registration(
+                run_id=run,
+                model=final,
+                sample=sample,
+                sample_scores=score(spec, final, sample),
+                profile=profile,
+                metrics=logged,
+                slices=slices,
+                figures=figures,
+                calibrated=calibrated,
+            ),
         )
-    model_store.set_version_tags(
-        spec.name,
-        version,
-        {**logged, "calibrated": calibrated, "mlflow_run_id": run},
-    )
-    data = model_store.run_data(run)
+    finally:
+        for figure in figures.values():
+            reports.close(figure)
     card = model_card.build(
         spec,
         version,
-        run_id=run,
-        tags={**data.tags, "mode": data.params.get("mode", "stateless")},
-        counts={k: int(v) for k, v in data.metrics.items() if k.startswith("rows_")},
+        training=store.training(run),
         metrics=logged,
         calibrated=calibrated,
         slices=slices,
         small_slices=small_slices(spec, holdout),
-        training_drift=model_store.load_dict(run, model_store.TRAINING_DRIFT)["features"],
+        training_drift=store.training_drift(run),
     )
     save_card(spec.name, version, card)
     return EvaluateResult(version, calibrated, {k: round(v, 6) for k, v in logged.items()})
 
 
 def save_card(model: str, version: int, card: dict) -> None:
-    """The card as a JSON artifact of the version's run, and as its description (Markdown)."""
-    model_store.log_dict_to_run(card["mlflow_run_id"], card, model_store.MODEL_CARD)
-    model_store.set_version_description(model, version, model_card.markdown(card))
+    """The card with the version (JSON), its Markdown as the version's description."""
+    model_store.store().save_card(model, version, card, model_card.markdown(card))

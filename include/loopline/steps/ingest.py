@@ -1,7 +1,7 @@
 """Ingest a day: find the model-day's landing files, check each one's columns, and cut the day
-into shards for validation. The landing files are the raw record (immutable, listed with their
-SHA-256 in ``warehouse.ingested_files`` when the day is published); no row is copied anywhere
-here.
+into shards for validation (the plan, and what each shard reports back to the publish step).
+The landing files are the raw record (immutable, listed with their SHA-256 in
+``warehouse.ingested_files`` when the day is published); no row is copied anywhere here.
 
 A file lacking a required column fails the day at once, naming the file and the column, before
 any shard runs; the failure is recorded against the day, whose published rows stay untouched.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from loopline.adapters import lake, landing, settings, storage, warehouse
 from loopline.core.errors import BatchValidationError, LandingMissingError, UnreadableFileError
@@ -19,6 +19,31 @@ from loopline.core.spec import ModelSpec
 from loopline.core.validation import check_columns
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class ShardResult:
+    """What one validation shard wrote and counted (under its attempt's folder), for the
+    publish step; small enough for XCom."""
+
+    index: int
+    clean_path: str
+    quarantine_path: str
+    keys_path: str
+    rows_read: int = 0
+    rows_clean: int = 0
+    rows_bad: int = 0
+    failed: dict[str, int] = field(default_factory=dict)  # "column|check" -> rows
+    bad_files: list[str] = field(default_factory=list)
+    rows_by_file: dict[str, int] = field(default_factory=dict)
+    truncated: bool = False  # stopped writing bad rows' records (the day fails anyway)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ShardResult:
+        return cls(**data)
 
 
 @dataclass(frozen=True)

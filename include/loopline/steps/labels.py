@@ -184,13 +184,17 @@ def open_change_of(spec: ModelSpec, day: dt.date) -> OpenChange | None:
     )
     if found is None:
         return None
-    labelled_until = found["last_trigger"] + dt.timedelta(days=1 - spec.labels.delay_days)
-    return OpenChange(
-        found["first_day"], found["retrainings"], found["last_trigger"], labelled_until
-    )
+    labelled_until = found.last_trigger + dt.timedelta(days=1 - spec.labels.delay_days)
+    return OpenChange(found.first_day, found.retrainings, found.last_trigger, labelled_until)
 
 
-def _degraded(spec: ModelSpec, value, labels, scores, references: dict) -> list[str]:
+def _degraded(
+    spec: ModelSpec,
+    value: float,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    references: dict[str, Level | float | None],
+) -> list[str]:
     """Which references (a :class:`Level`, or a fixed number: a holdout value, the SLO) the
     realized value is clearly below, beyond the tolerance plus two standard errors of the
     difference (the value's, and a live level's own), as reasons; an SLO counts without the
@@ -226,8 +230,7 @@ def realized_performance(spec: ModelSpec, scored_day: dt.date) -> pd.DataFrame:
     for version, part in joined.groupby("model_version"):
         labels, scores = part["label"].to_numpy(), part["score"].to_numpy()
         result = metrics(spec, labels, scores)
-        tags = model_store.model_version(spec.name, int(version)).tags
-        reference = float(tags[f"holdout_{primary}"]) if f"holdout_{primary}" in tags else None
+        reference = model_store.store().version(spec.name, int(version)).holdout_value(primary)
         value = result.get(primary)
         references = {"holdout": reference, "live": live, "slo": spec.metric.slo}
         rows.append(
@@ -312,10 +315,10 @@ def performance_signal(spec: ModelSpec, day: dt.date) -> PerformanceSignal:
     * ``below_before`` (whether a follow-up may learn more): the champion's own live record
       over the training window is clearly below the level before, or the SLO.
     Too few rows: no signal."""
-    champion = model_store.champion_version(spec.name)
+    champion = model_store.store().champion(spec.name)
     if champion is None:
         return PerformanceSignal(False, "no champion")
-    primary, version = spec.primary_metric, int(champion.version)
+    primary, version = spec.primary_metric, champion.version
     live = level_before(spec, day)
     evidence = change_evidence(spec, day, live.value)
     start = day - dt.timedelta(days=spec.drift.window_days - 1)
@@ -336,7 +339,7 @@ def performance_signal(spec: ModelSpec, day: dt.date) -> PerformanceSignal:
     value = metrics(spec, labels, scores)[primary]
     references = {"the live level": live, "slo": spec.metric.slo}
     below = _degraded(spec, value, labels, scores, references)
-    holdout = float(champion.tags.get(f"holdout_{primary}", "nan"))
+    holdout = champion.holdout.get(primary, float("nan"))
     window = day - dt.timedelta(days=spec.drift.window_days - 1)
     mine = served[(served["model_version"] == version) & (served["partition_date"] >= window)]
     if len(mine) >= spec.drift.min_rows:

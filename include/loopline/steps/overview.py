@@ -50,22 +50,17 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return out
 
 
-def _champion_metrics(version) -> dict[str, float]:
-    tags = version.tags
-    return {m: float(tags[f"holdout_{m}"]) for m in METRICS if f"holdout_{m}" in tags}
-
-
 def summary(spec: ModelSpec) -> ModelSummary:
     found = ModelSummary(spec.name, spec.description, spec.target.task, spec.primary_metric)
-    champion = model_store.champion_version(spec.name)
+    store = model_store.store()
+    champion = store.champion(spec.name)
     if champion is not None:
-        found.champion = int(champion.version)
-        found.champion_metrics = _champion_metrics(champion)
+        found.champion = champion.version
+        found.champion_metrics = {m: champion.holdout[m] for m in METRICS if m in champion.holdout}
         found.champion_run_id = champion.run_id
-        if "calibrated" in champion.tags:
-            found.champion_calibrated = champion.tags["calibrated"] == "True"
-    challenger = model_store.alias_version(spec.name, model_store.CHALLENGER)
-    found.challenger = int(challenger.version) if challenger is not None else None
+        found.champion_calibrated = champion.calibrated
+    challenger = store.challenger(spec.name)
+    found.challenger = challenger.version if challenger is not None else None
     drift = warehouse.drift_reports(spec.name)
     if not drift.empty:
         found.last_drift = _records(drift.tail(1))[0]
@@ -83,34 +78,17 @@ def models() -> list[ModelSummary]:
     return [summary(spec) for spec in sorted(specs, key=lambda s: s.name)]
 
 
-def _card(version) -> dict | None:
-    try:
-        return model_store.load_dict(version.run_id, model_store.MODEL_CARD)
-    except PermanentError:  # trained before model cards, or not evaluated yet
-        return None
-
-
-def _aliases(name: str) -> dict[int, list[str]]:
-    """Version -> aliases (a search of versions does not fill them in on a database store)."""
-    found: dict[int, list[str]] = {}
-    for alias in (model_store.CHAMPION, model_store.CHALLENGER):
-        version = model_store.alias_version(name, alias)
-        if version is not None:
-            found.setdefault(int(version.version), []).append(alias)
-    return found
-
-
 def detail(name: str) -> ModelDetail:
     spec = get_spec(name)
-    aliases = _aliases(spec.name)
+    store = model_store.store()
     versions = [
         {
-            "version": int(v.version),
-            "aliases": aliases.get(int(v.version), []),
-            "created": pd.Timestamp(v.creation_timestamp, unit="ms", tz="UTC").isoformat(),
-            "card": _card(v),
+            "version": v.version,
+            "aliases": list(v.aliases),
+            "created": v.created.isoformat(),
+            "card": store.card(v.run_id),
         }
-        for v in reversed(model_store.versions(spec.name))
+        for v in reversed(store.versions(spec.name))
     ]
     return ModelDetail(
         summary(spec),

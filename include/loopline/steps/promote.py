@@ -11,6 +11,8 @@ from loopline.adapters import model_store
 from loopline.core import gate, model_card
 from loopline.core.columns import LABEL
 from loopline.core.metrics import ece_noise, metrics, paired_noise, slice_metrics
+from loopline.core.records import ModelEvent
+from loopline.core.registry import BASELINE, CHALLENGER, CHAMPION
 from loopline.core.spec import ModelSpec
 from loopline.core.training import score
 from loopline.steps import aliases
@@ -36,19 +38,18 @@ def _finite(values: dict) -> dict:
 
 
 def run_gate(spec: ModelSpec, version: int, *, dag_run_id: str | None = None) -> GateResult:
-    candidate = model_store.model_version(spec.name, version)
-    run_id = candidate.run_id
-    holdout = model_store.load_frame(run_id, model_store.HOLDOUT)
+    store = model_store.store()
+    run_id = store.version(spec.name, version).run_id
+    holdout = store.holdout(run_id)
     y = holdout[LABEL].to_numpy()
-    load = model_store.load_model
     scored = {
-        "candidate": score(spec, load(f"models:/{spec.name}/{version}", model=spec.name), holdout),
-        "baseline": score(spec, load(f"runs:/{run_id}/{model_store.BASELINE}"), holdout),
+        "candidate": score(spec, store.load_version(spec.name, version), holdout),
+        "baseline": score(spec, store.load_trained(spec.name, run_id, BASELINE), holdout),
     }
-    current = model_store.champion_version(spec.name)
+    current = store.champion(spec.name)
     unjudged = None
-    if current is not None and int(current.version) != int(version):
-        champion = load(f"models:/{spec.name}/{current.version}", model=spec.name)
+    if current is not None and current.version != int(version):
+        champion = store.load_version(spec.name, current.version)
         try:
             scored["champion"] = score(spec, champion, holdout)
         except ValueError as exc:  # scikit-learn: "columns are missing: {...}"
@@ -76,10 +77,10 @@ def run_gate(spec: ModelSpec, version: int, *, dag_run_id: str | None = None) ->
     if unjudged:
         kept = [r for r in decision.reasons if r != "no current champion"]
         decision = gate.Decision(False, [*kept, unjudged])
-    judged = int(current.version) if current is not None else None
+    judged = current.version if current is not None else None
     with aliases.changing(spec.name):  # one alias change at a time, this one write-ahead
-        now = model_store.champion_version(spec.name)
-        previous = int(now.version) if now is not None else None
+        now = store.champion(spec.name)
+        previous = now.version if now is not None else None
         if previous != judged:
             decision = gate.Decision(
                 False,
@@ -91,52 +92,36 @@ def run_gate(spec: ModelSpec, version: int, *, dag_run_id: str | None = None) ->
                 ],
             )
         event, alias, reasons = route(spec, decision, previous)
-        reasons = [*training_choice(run_id), *reasons]
-        row = {
-            "model": spec.name,
-            "event": event,
-            "version": int(version),
-            "previous_champion": previous,
-            "reasons": reasons,
-            "metrics": {name: _finite(r) for name, r in results.items()},
-            "mlflow_run_id": run_id,
-            "dag_run_id": dag_run_id,
-        }
-        aliases.record(row, alias=alias, version=version)
-    card = model_store.load_dict(run_id, model_store.MODEL_CARD)
-    save_card(
-        spec.name,
-        version,
-        model_card.with_gate(
-            card,
-            {
-                "promoted": event == "promoted",
-                "previous_champion": previous,
-                "reasons": reasons,
-            },
-        ),
-    )
+        reasons = [*store.training_choice(run_id), *reasons]
+        decided = ModelEvent(
+            model=spec.name,
+            event=event,
+            version=int(version),
+            previous_champion=previous,
+            reasons=reasons,
+            metrics={name: _finite(r) for name, r in results.items()},
+            mlflow_run_id=run_id,
+            dag_run_id=dag_run_id,
+        )
+        aliases.record(decided, alias=alias, version=version)
+    card = store.card(run_id)
+    if card is not None:  # a version registered before model cards has none to complete
+        decided = {"promoted": event == "promoted", "previous_champion": previous}
+        save_card(spec.name, version, model_card.with_gate(card, {**decided, "reasons": reasons}))
     log.info("model %s version %s: %s", spec.name, version, "; ".join(reasons))
     return GateResult(int(version), event == "promoted", alias, previous, reasons)
-
-
-def training_choice(run_id: str) -> list[str]:
-    """What the training chose among its candidates, and why (none: a run from before)."""
-    if model_store.CANDIDATES not in model_store.list_artifacts(run_id):
-        return []
-    return list(model_store.load_dict(run_id, model_store.CANDIDATES).get("reasons", []))
 
 
 def route(spec: ModelSpec, decision: gate.Decision, previous: int | None):
     """(event, alias, reasons): with a shadow period in the spec, a candidate that passes the
     offline gate against a champion becomes challenger and waits for live evidence."""
     if not decision.promote:
-        return "rejected", model_store.CHALLENGER, decision.reasons
+        return "rejected", CHALLENGER, decision.reasons
     days = spec.shadow.required_days
     if days and previous is not None:
         note = (
             f"passed the offline gate: scored in shadow, champion only after {days} labelled "
             f"day(s) beating v{previous} on live data (shadow.required_days)"
         )
-        return "shadowing", model_store.CHALLENGER, [*decision.reasons, note]
-    return "promoted", model_store.CHAMPION, decision.reasons
+        return "shadowing", CHALLENGER, [*decision.reasons, note]
+    return "promoted", CHAMPION, decision.reasons

@@ -9,6 +9,8 @@ import pandas as pd
 
 from loopline.adapters import model_store, warehouse
 from loopline.core.errors import PermanentError, RollbackError
+from loopline.core.records import ModelEvent
+from loopline.core.registry import CHAMPION
 from loopline.steps import aliases
 
 
@@ -49,29 +51,30 @@ def rollback(
     dag_run_id: str | None = None,
 ) -> RollbackResult:
     with aliases.changing(model):  # a gate judging now waits, then sees the rollback
-        current = model_store.champion_version(model)
+        store = model_store.store()
+        current = store.champion(model)
         if current is None:
             raise RollbackError("no champion to roll back", model=model)
         to_version = (
-            to_version if to_version is not None else previous_champion(model, int(current.version))
+            to_version if to_version is not None else previous_champion(model, current.version)
         )
         try:
-            target = model_store.model_version(model, to_version)
+            target = store.version(model, to_version)
         except PermanentError as exc:
             raise RollbackError(
                 f"no version {to_version}",
                 model=model,
                 hint="`loopline history` lists the versions",
             ) from exc
-        row = {
-            "model": model,
-            "event": "rolled_back",
-            "version": int(target.version),
-            "previous_champion": int(current.version),
-            "reasons": [f"{reason}: champion v{current.version} -> v{target.version}"],
-            "metrics": {},
-            "mlflow_run_id": target.run_id,
-            "dag_run_id": dag_run_id,
-        }
-        aliases.record(row, alias=model_store.CHAMPION, version=int(target.version))
-    return RollbackResult(model, int(target.version), int(current.version))
+        event = ModelEvent(
+            model=model,
+            event="rolled_back",
+            version=target.version,
+            previous_champion=current.version,
+            reasons=[f"{reason}: champion v{current.version} -> v{target.version}"],
+            metrics={},
+            mlflow_run_id=target.run_id,
+            dag_run_id=dag_run_id,
+        )
+        aliases.record(event, alias=CHAMPION, version=target.version)
+    return RollbackResult(model, target.version, current.version)

@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -62,6 +62,23 @@ class ScoringShard:
 
 
 @dataclass(frozen=True)
+class SwapResult:
+    """A day's predictions as swapped in: by which version (and run), how many rows; and the
+    challenger's shadow predictions, when it scored in shadow."""
+
+    model: str
+    partition_date: dt.date
+    rows: int = 0
+    model_version: int | None = None
+    mlflow_run_id: str | None = None
+    shadow_rows: int | None = None
+    shadow_version: int | None = None
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "partition_date": self.partition_date.isoformat()}
+
+
+@dataclass(frozen=True)
 class Champion:
     name: str
     version: int
@@ -81,7 +98,8 @@ def plan_scoring(
     spec: ModelSpec, day: dt.date, *, attempt: str | None = None
 ) -> list[ScoringShard]:
     """The champion's version and the day's published files, one shard per file."""
-    champion = model_store.champion_version(spec.name)
+    store = model_store.store()
+    champion = store.champion(spec.name)
     if champion is None:
         raise NoChampionError("no champion yet: nothing to score with", model=spec.name, day=day)
     published = warehouse.published_partition(spec.name, day)
@@ -93,7 +111,7 @@ def plan_scoring(
             hint="run (or fix) the day's validation first; `loopline summary` shows why it failed",
         )
     roles = [("champion", champion, attempt or lake.new_attempt())]
-    challenger = model_store.alias_version(spec.name, model_store.CHALLENGER)
+    challenger = store.challenger(spec.name)
     if spec.shadow.enabled and challenger is not None and challenger.version != champion.version:
         roles.append(("challenger", challenger, lake.new_attempt()))
     return [
@@ -102,20 +120,20 @@ def plan_scoring(
             day.isoformat(),
             role_attempt,
             i,
-            f["path"],
-            int(f["rows"]),
-            int(version.version),
+            f.path,
+            f.rows,
+            version.version,
             version.run_id,
             role,
-            str(published["attempt"]),
+            published.attempt,
         )
         for role, version, role_attempt in roles
-        for i, f in enumerate(published["files"])
+        for i, f in enumerate(published.files)
     ]
 
 
 def load_champion(spec: ModelSpec, version: int, run_id: str) -> Champion:
-    model = model_store.load_model(f"models:/{spec.name}/{version}", model=spec.name)
+    model = model_store.store().load_version(spec.name, version)
     return Champion(spec.name, version, run_id, model)
 
 
@@ -185,14 +203,14 @@ def swap_day(
     *,
     dag_run_id: str,
     scored_at: pd.Timestamp,
-) -> dict:
+) -> SwapResult:
     """Replace the day's predictions (and the challenger's shadow predictions) with the
     attempts' staged rows, each in one transaction. Analyst work that outlived its limits is
     ended first (the analysts' role: docs/operations.md)."""
     ended = warehouse.end_overlong_analyst_work()
     if ended:
         log.warning("model %s: ended %d analyst session(s) past their limits", spec.name, ended)
-    result = {"model": spec.name, "partition_date": shards[0].day}
+    result = SwapResult(spec.name, dt.date.fromisoformat(shards[0].day))
     for role in ("champion", "challenger"):
         mine = [s for s in shards if s.role == role]
         if not mine:
@@ -219,9 +237,11 @@ def swap_day(
             "model %s v%d (%s), date %s: %d predictions", spec.name, first.version, role, day, rows
         )
         if role == "champion":
-            result.update(rows=rows, model_version=first.version, mlflow_run_id=first.mlflow_run_id)
+            result = replace(
+                result, rows=rows, model_version=first.version, mlflow_run_id=first.mlflow_run_id
+            )
         else:
-            result.update(shadow_rows=rows, shadow_version=first.version)
+            result = replace(result, shadow_rows=rows, shadow_version=first.version)
     return result
 
 
@@ -232,7 +252,7 @@ def score_day(
     dag_run_id: str,
     scored_at: pd.Timestamp | None = None,
     champion: Champion | None = None,
-) -> dict:
+) -> SwapResult:
     """Plan, score every shard and swap, in this process (the CLI, tests, benchmarks; the DAG
     runs the same three steps as separate tasks, the shards mapped)."""
     shards = plan_scoring(spec, day)

@@ -13,6 +13,8 @@ from loopline.adapters import model_store, warehouse
 from loopline.core import shadow
 from loopline.core.errors import PermanentError
 from loopline.core.metrics import metrics, paired_bootstrap
+from loopline.core.records import ModelEvent, ShadowComparison
+from loopline.core.registry import CHALLENGER, CHAMPION
 from loopline.core.spec import ModelSpec
 from loopline.steps import aliases
 
@@ -38,17 +40,25 @@ class ShadowResult:
         return asdict(self)
 
 
-def _row(model: str, event: str, version: int, previous, reasons, metrics_, dag_run_id) -> dict:
-    return {
-        "model": model,
-        "event": event,
-        "version": int(version),
-        "previous_champion": previous,
-        "reasons": reasons,
-        "metrics": metrics_,
-        "mlflow_run_id": model_store.model_version(model, version).run_id,
-        "dag_run_id": dag_run_id,
-    }
+def _event(
+    model: str,
+    event: str,
+    version: int,
+    previous: int | None,
+    reasons: list[str],
+    figures: dict,
+    dag_run_id: str | None,
+) -> ModelEvent:
+    return ModelEvent(
+        model=model,
+        event=event,
+        version=int(version),
+        previous_champion=previous,
+        reasons=reasons,
+        metrics=figures,
+        mlflow_run_id=model_store.store().version(model, version).run_id,
+        dag_run_id=dag_run_id,
+    )
 
 
 def _state(model: str, challenger: int) -> tuple[bool, bool]:
@@ -67,11 +77,11 @@ def _pairs(spec: ModelSpec, start: dt.date, end: dt.date, champion: int, challen
 
 def compare(spec: ModelSpec, scored_day: dt.date, *, dag_run_id: str | None = None):
     """Compare on ``scored_day``'s labelled rows and over the window; decide if eligible."""
-    champion = model_store.champion_version(spec.name)
-    challenger = model_store.alias_version(spec.name, model_store.CHALLENGER)
+    store = model_store.store()
+    champion, challenger = store.champion(spec.name), store.challenger(spec.name)
     if champion is None or challenger is None or champion.version == challenger.version:
         return None
-    champion_v, challenger_v = int(champion.version), int(challenger.version)
+    champion_v, challenger_v = champion.version, challenger.version
     day = _pairs(spec, scored_day, scored_day, champion_v, challenger_v)
     if day.empty:
         return None
@@ -97,33 +107,33 @@ def compare(spec: ModelSpec, scored_day: dt.date, *, dag_run_id: str | None = No
         name: metrics(spec, day.label, day[name])[metric] for name in ("champion", "challenger")
     }
     warehouse.record_shadow_comparison(
-        {
-            "model": spec.name,
-            "partition_date": scored_day,
-            "champion_version": champion_v,
-            "challenger_version": challenger_v,
-            "metric": metric,
-            "rows": len(day),
-            "champion_value": _finite(values["champion"]),
-            "challenger_value": _finite(values["challenger"]),
-            "difference": _finite(today["difference"]),
-            "low": _finite(today["low"]),
-            "high": _finite(today["high"]),
-            "window_start": start,
-            "window_rows": len(window),
-            "window_difference": _finite(pooled["difference"]),
-            "window_low": _finite(pooled["low"]),
-            "window_high": _finite(pooled["high"]),
-            "labelled_days": labelled_days,
-            "verdict": verdict,
-        }
+        ShadowComparison(
+            model=spec.name,
+            partition_date=scored_day,
+            champion_version=champion_v,
+            challenger_version=challenger_v,
+            metric=metric,
+            rows=len(day),
+            champion_value=_finite(values["champion"]),
+            challenger_value=_finite(values["challenger"]),
+            difference=_finite(today["difference"]),
+            low=_finite(today["low"]),
+            high=_finite(today["high"]),
+            window_start=start,
+            window_rows=len(window),
+            window_difference=_finite(pooled["difference"]),
+            window_low=_finite(pooled["low"]),
+            window_high=_finite(pooled["high"]),
+            labelled_days=labelled_days,
+            verdict=verdict,
+        )
     )
     figures = {"live": {**pooled, "rows": len(window), "labelled_days": labelled_days}}
     if verdict == shadow.PROMOTE:
         promote(spec.name, reason=reason, dag_run_id=dag_run_id, evidence=figures)
     elif verdict == shadow.KEEP:
         aliases.record_without_alias(
-            _row(spec.name, "kept", challenger_v, champion_v, [reason], figures, dag_run_id)
+            _event(spec.name, "kept", challenger_v, champion_v, [reason], figures, dag_run_id)
         )
     log.info(
         "model %s, %s: v%d vs v%d: %s", spec.name, scored_day, challenger_v, champion_v, reason
@@ -143,44 +153,46 @@ def compare(spec: ModelSpec, scored_day: dt.date, *, dag_run_id: str | None = No
     )
 
 
-def _finite(value):
+def _finite(value: float | None) -> float | None:
     return None if value is None or value != value else float(value)
 
 
 def set_challenger(model: str, version: int, *, reason: str, dag_run_id: str | None = None):
     """Put a version in shadow on purpose (it may then be promoted on live evidence)."""
-    model_store.model_version(model, version)  # exists, or a permanent error naming versions
+    store = model_store.store()
+    store.version(model, version)  # exists, or a permanent error naming versions
     with aliases.changing(model):
-        champion = model_store.champion_version(model)
-        if champion is not None and int(champion.version) == int(version):
+        champion = store.champion(model)
+        if champion is not None and champion.version == int(version):
             raise PermanentError(
                 f"v{version} is the champion", model=model, hint="name another version"
             )
-        previous = int(champion.version) if champion is not None else None
-        row = _row(model, "challenger_set", version, previous, [reason], {}, dag_run_id)
-        aliases.record(row, alias=model_store.CHALLENGER, version=int(version))
+        previous = champion.version if champion is not None else None
+        event = _event(model, "challenger_set", version, previous, [reason], {}, dag_run_id)
+        aliases.record(event, alias=CHALLENGER, version=int(version))
 
 
 def _challenger_and_champion(model: str, action: str) -> tuple[int, int | None]:
     """The challenger's version and the champion's (None without one), inside
     :func:`aliases.changing`; no challenger is an error naming what could not be done."""
-    challenger = model_store.alias_version(model, model_store.CHALLENGER)
+    store = model_store.store()
+    challenger = store.challenger(model)
     if challenger is None:
         raise PermanentError(
             f"no challenger to {action}", model=model, hint="see `loopline history`"
         )
-    champion = model_store.champion_version(model)
-    return int(challenger.version), int(champion.version) if champion is not None else None
+    champion = store.champion(model)
+    return challenger.version, champion.version if champion is not None else None
 
 
-def promote(model: str, *, reason: str, dag_run_id: str | None = None, evidence=None) -> int:
+def promote(
+    model: str, *, reason: str, dag_run_id: str | None = None, evidence: dict | None = None
+) -> int:
     """Make the challenger the champion (by hand, or on live evidence)."""
     with aliases.changing(model):
         version, previous = _challenger_and_champion(model, "promote")
-        row = _row(model, "promoted", version, previous, [reason], evidence or {}, dag_run_id)
-        aliases.record(
-            row, alias=model_store.CHAMPION, version=version, removes=model_store.CHALLENGER
-        )
+        event = _event(model, "promoted", version, previous, [reason], evidence or {}, dag_run_id)
+        aliases.record(event, alias=CHAMPION, version=version, removes=CHALLENGER)
     return version
 
 
@@ -188,6 +200,6 @@ def retire(model: str, *, reason: str, dag_run_id: str | None = None) -> int:
     """Take the challenger out of shadow."""
     with aliases.changing(model):
         version, previous = _challenger_and_champion(model, "retire")
-        row = _row(model, "retired", version, previous, [reason], {}, dag_run_id)
-        aliases.record(row, alias=None, version=None, removes=model_store.CHALLENGER)
+        event = _event(model, "retired", version, previous, [reason], {}, dag_run_id)
+        aliases.record(event, alias=None, version=None, removes=CHALLENGER)
     return version

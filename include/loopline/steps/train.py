@@ -15,16 +15,21 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
 
 from loopline.adapters import model_store, warehouse
 from loopline.core import gate
-from loopline.core.columns import EVENT_TS, LABEL, PARTITION_DATE
+from loopline.core.columns import EVENT_TS, LABEL
 from loopline.core.drift import Window, build_profile, compare_window
 from loopline.core.features import input_columns
 from loopline.core.metrics import feature_importance, metrics
+from loopline.core.registry import BASELINE, CANDIDATE, TrainingLog
 from loopline.core.spec import ModelSpec
 from loopline.core.training import (
     Candidate,
+    TrainingSet,
     change_candidates,
     fit_baseline,
     fit_xgboost,
@@ -55,22 +60,29 @@ class TrainResult:
 
 def _stateful_base(spec: ModelSpec, start: dt.date):
     """Stateful mode: the champion to continue from, and the first day after its window."""
-    champion = model_store.champion_version(spec.name)
+    store = model_store.store()
+    champion = store.champion(spec.name)
     if spec.training.mode != "stateful" or champion is None:
         return None, start
-    base = model_store.load_model(f"models:/{spec.name}/{champion.version}", model=spec.name)
-    window_end = model_store.run_tags(champion.run_id)["window_end"]
-    return (champion, base), max(start, dt.date.fromisoformat(window_end) + dt.timedelta(days=1))
+    base = store.load_version(spec.name, champion.version)
+    window_end = store.training(champion.run_id).window_end
+    return (champion, base), max(start, window_end + dt.timedelta(days=1))
 
 
-def drift_within(spec: ModelSpec, data) -> list[str]:
+def drift_within(spec: ModelSpec, data: TrainingSet) -> list[str]:
     """Features whose holdout days already differ from the training split (a known limit)."""
     window = Window(build_profile(spec, data.train))
     window.update(data.holdout)
     return compare_window(spec, window).drifted_features
 
 
-def _candidates(spec: ModelSpec, frame, change: dt.date | None, min_days, setting):
+def _candidates(
+    spec: ModelSpec,
+    frame: pd.DataFrame,
+    change: dt.date | None,
+    min_days: int | None,
+    setting: str,
+) -> tuple[list[Candidate], list[str]]:
     """The candidates to fit, and what the choice among them says so far. Without a change (or
     with no labelled day after it) there is one: the sliding window, split as always."""
     if change is not None:
@@ -87,7 +99,9 @@ def _candidates(spec: ModelSpec, frame, change: dt.date | None, min_days, settin
     return [Candidate("window", data, note="the sliding window")], note
 
 
-def _fit_all(spec: ModelSpec, candidates: list[Candidate], seed: int, base):
+def _fit_all(
+    spec: ModelSpec, candidates: list[Candidate], seed: int, base: Any
+) -> tuple[dict[str, tuple[Any, dict]], dict[str, dict[str, float]]]:
     """Fit every candidate; score each on the shared holdout."""
     fitted, results = {}, {}
     for candidate in candidates:
@@ -107,7 +121,31 @@ def known_change(spec: ModelSpec, end: dt.date, given: str | None = None) -> dt.
     found = warehouse.open_change(
         spec.name, end + dt.timedelta(days=1), end - dt.timedelta(days=spec.training.window_days)
     )
-    return found["first_day"] if found is not None else None
+    return found.first_day if found is not None else None
+
+
+def _choice_record(
+    change: dt.date | None,
+    name: str,
+    choice: list[str],
+    candidates: list[Candidate],
+    results: dict[str, dict[str, float]],
+) -> dict:
+    """The candidates a training fitted: their windows, holdout metrics, and why one won."""
+    return {
+        "change_date": change.isoformat() if change is not None else None,
+        "chosen": name,
+        "reasons": choice,
+        "candidates": [
+            {
+                "name": c.name,
+                "window": [d.isoformat() for d in c.window],
+                "rows": len(c.data.train) + len(c.data.validation),
+                "holdout": {k: v for k, v in results[c.name].items() if v == v},
+            }
+            for c in candidates
+        ],
+    }
 
 
 def run_training(
@@ -144,52 +182,41 @@ def run_training(
     params["candidate"] = name
     if stateful:
         params["base_version"] = int(stateful[0].version)
-    window = (min(data.train[PARTITION_DATE]), max(data.holdout[PARTITION_DATE]))
-    tags = {
-        "reason": reason,
-        "dag_run_id": dag_run_id,
-        "git_commit": model_store.git_commit(),
-        "window_start": window[0].isoformat(),
-        "window_end": window[1].isoformat(),
-        "task": spec.target.task,
-        "candidate": name,
-        **({"change_date": change.isoformat()} if change is not None else {}),
-    }
+    window = data.window
     sample = data.validation[input_columns(spec)].head(200)
-    with model_store.training_run(spec.name, f"{spec.name} until {end}", tags) as run_id:
-        model_store.log_params({k: v for k, v in params.items() if k != "eval_metric"})
-        model_store.log_metrics({k: float(v) for k, v in data.counts().items()})
-        for label, model in ((model_store.BASELINE, baseline), (model_store.CANDIDATE, candidate)):
-            model_store.log_model(model, label, sample, score(spec, model, sample))
-        model_store.log_frame(data.validation, model_store.VALIDATION)
-        model_store.log_frame(data.holdout, model_store.HOLDOUT)
-        model_store.log_dict(
-            {
-                "change_date": change.isoformat() if change is not None else None,
-                "chosen": name,
-                "reasons": choice,
-                "candidates": [
-                    {
-                        "name": c.name,
-                        "window": [d.isoformat() for d in c.window],
-                        "rows": len(c.data.train) + len(c.data.validation),
-                        "holdout": {k: v for k, v in results[c.name].items() if v == v},
-                    }
-                    for c in candidates
-                ],
+    importance = feature_importance(candidate)
+    reference = data.train if spec.drift.reference == "training" else data.recent
+    run_id = model_store.store().log_training(
+        spec.name,
+        TrainingLog(
+            title=f"{spec.name} until {end}",
+            reason=reason,
+            dag_run_id=dag_run_id,
+            window=window,
+            task=spec.target.task,
+            candidate_name=name,
+            change_date=change,
+            params=params,
+            counts=data.counts(),
+            baseline=baseline,
+            candidate=candidate,
+            sample=sample,
+            sample_scores={
+                BASELINE: score(spec, baseline, sample),
+                CANDIDATE: score(spec, candidate, sample),
             },
-            model_store.CANDIDATES,
-        )
-        importance = feature_importance(candidate)
-        reference = data.train if spec.drift.reference == "training" else data.recent
-        profile = build_profile(
-            spec,
-            reference,
-            labels=reference[LABEL].to_numpy(),
-            importance=importance.to_dict() if importance is not None else {},
-        )
-        model_store.log_dict(profile.to_dict(), model_store.TRAINING_PROFILE)
-        model_store.log_dict({"features": drift_within(spec, data)}, model_store.TRAINING_DRIFT)
+            validation=data.validation,
+            holdout=data.holdout,
+            choice=_choice_record(change, name, choice, candidates, results),
+            profile=build_profile(
+                spec,
+                reference,
+                labels=reference[LABEL].to_numpy(),
+                importance=importance.to_dict() if importance is not None else {},
+            ),
+            drifting=drift_within(spec, data),
+        ),
+    )
     for line in choice:
         log.info("model %s, training until %s: %s", spec.name, end, line)
     return TrainResult(

@@ -87,9 +87,9 @@ def test_an_old_warehouse_upgrades_and_its_rows_move_to_the_lake(old_warehouse):
     )
     assert not {"raw_rows", "clean_rows"} & tables
     pointer = warehouse.published_partition("churn", DAY, url=url)
-    assert pointer["rows_clean"] == 3 and pointer["run_id"] == "migration-0007"
-    [file] = pointer["files"]
-    frame = pq.read_table(file["path"]).to_pandas()
+    assert pointer.rows_clean == 3 and pointer.run_id == "migration-0007"
+    [file] = pointer.files
+    frame = pq.read_table(file.path).to_pandas()
     spec = get_spec("churn")
     assert frame.entity_id.tolist() == [r[0] for r in records]
     for (_, features), row in zip(records, frame.to_dict("records"), strict=True):
@@ -99,10 +99,10 @@ def test_an_old_warehouse_upgrades_and_its_rows_move_to_the_lake(old_warehouse):
     from loopline.adapters import lake as the_lake
     from loopline.core.columns import ENTITY_ID, RUN_ID
 
-    [current] = list(the_lake.read_batches(file["path"], [ENTITY_ID, RUN_ID, "plan"]))
+    [current] = list(the_lake.read_batches(file.path, [ENTITY_ID, RUN_ID, "plan"]))
     assert list(current.columns) == [ENTITY_ID, RUN_ID, "plan"]
     assert current[ENTITY_ID].tolist() == [r[0] for r in records]
-    assert set(the_lake.clean_columns(file["path"])) >= {ENTITY_ID, RUN_ID, *spec.feature_names}
+    assert set(the_lake.clean_columns(file.path)) >= {ENTITY_ID, RUN_ID, *spec.feature_names}
     archived = pq.read_table(
         lake / "archive" / "raw_rows" / "churn" / f"date={DAY}" / "raw_rows.parquet"
     ).to_pandas()
@@ -111,4 +111,4 @@ def test_an_old_warehouse_upgrades_and_its_rows_move_to_the_lake(old_warehouse):
         "plan": "gold",
     }
     assert pd.api.types.is_integer_dtype(archived.row_number)
-    assert file["path"].startswith(str(lake))
+    assert file.path.startswith(str(lake))

@@ -282,14 +282,14 @@ def cell(row: str, name: str) -> str:
 def test_overview_shows_the_champion_and_its_holdout_metrics(overview, world):
     from loopline.adapters import model_store
 
-    champion = model_store.champion_version("churn")
+    champion = model_store.store().champion("churn")
     assert [g.promoted for g in world["gates"]] == [True, False]
     row = row_of(overview, "churn")
     assert text_of(cell(row, "champion")) == "v1 challenger v2"
     holdout = text_of(cell(row, "holdout"))
-    auc = float(champion.tags["holdout_roc_auc"])
+    auc = champion.holdout["roc_auc"]
     assert f"roc_auc {auc:.4f}" in holdout
-    assert f"log_loss {float(champion.tags['holdout_log_loss']):.4f}" in holdout
+    assert f"log_loss {champion.holdout['log_loss']:.4f}" in holdout
     assert 'href="/loopline/models/churn"' in row
 
 
@@ -406,7 +406,7 @@ def test_model_page_shows_each_versions_card(model_page, world):
     v1 = re.search(r'<details class="card version-card" id="v1" open>(.*?)</details>', cards, re.S)
     v2 = re.search(r'<details class="card version-card" id="v2" open>(.*?)</details>', cards, re.S)
     assert v1 and v2, "champion and challenger cards are shown open"
-    card = model_store.load_dict(model_store.champion_version("churn").run_id, "model_card.json")
+    card = model_store.store().card(model_store.store().champion("churn").run_id)
     shown = text_of(v1.group(1))
     assert shown.startswith("v1 champion registered ")
     assert card["intended_use"]["description"] in shown

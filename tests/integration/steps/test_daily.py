@@ -16,6 +16,7 @@ import pytest
 from loopline.adapters import lake, storage, warehouse
 from loopline.adapters.specs import get_spec
 from loopline.core import columns as own
+from loopline.core.records import PublishedDay
 from loopline.dev.simulate import Scenario, simulate
 from loopline.steps.validate import validate_day
 
@@ -41,7 +42,7 @@ def write_days(root, n=3, **kwargs):
     )
 
 
-def published(day: dt.date) -> dict:
+def published(day: dt.date) -> PublishedDay:
     pointer = warehouse.published_partition("churn", day)
     assert pointer is not None, f"{day} not published"
     return pointer
@@ -49,7 +50,7 @@ def published(day: dt.date) -> dict:
 
 def clean_frame(day: dt.date) -> pd.DataFrame:
     """The published clean rows of the day, read from the files the pointer names."""
-    parts = [pq.read_table(f["path"]).to_pandas() for f in published(day)["files"]]
+    parts = [pq.read_table(f.path).to_pandas() for f in published(day).files]
     frame = pd.concat(parts, ignore_index=True).rename(columns=own.readable)  # entity_id, ...
     return frame.sort_values("entity_id", ignore_index=True)
 
@@ -82,7 +83,7 @@ def test_days_land_typed_in_the_lake_and_bad_rows_are_quarantined_with_reasons(p
             bad,
         )
         assert result["success"] and result["published_run_id"] == result["run_id"]
-        assert len(clean_frame(day)) == ROWS - bad == published(day)["rows_clean"]
+        assert len(clean_frame(day)) == ROWS - bad == published(day).rows_clean
         assert warehouse.count_rows("quarantine", "churn", [day]) == bad
 
     quarantined = warehouse.query(
@@ -106,9 +107,9 @@ def test_the_lake_holds_one_typed_column_per_feature_plus_lineage(pipeline):
     run = run_day("churn_daily", START)
     assert run.state == "success"
     spec = get_spec("churn")
-    [file] = published(START)["files"]
-    assert file["path"].startswith(os.environ["LOOPLINE_LAKE"] + "/clean/churn/date=2026-01-01/")
-    schema = pq.read_schema(file["path"])
+    [file] = published(START).files
+    assert file.path.startswith(os.environ["LOOPLINE_LAKE"] + "/clean/churn/date=2026-01-01/")
+    schema = pq.read_schema(file.path)
     assert schema == lake.clean_schema(spec)
     frame = clean_frame(START)
     assert set(frame.source_file) == {written[0].path} and set(frame.run_id) == {run.run_id}
@@ -223,9 +224,9 @@ def test_concurrent_runs_of_one_day_neither_duplicate_nor_mix(pipeline):
     pointer = published(START)
     frame = clean_frame(START)
     assert len(frame) == ROWS - 6 and frame.entity_id.is_unique
-    assert set(frame.run_id) == {pointer["run_id"]}  # one run's rows, whole
+    assert set(frame.run_id) == {pointer.run_id}  # one run's rows, whole
     assert warehouse.count_rows("quarantine", "churn") == 6
-    assert validation(START)["published_run_id"] == pointer["run_id"]
+    assert validation(START)["published_run_id"] == pointer.run_id
 
 
 def test_repeated_ids_across_files_are_judged_on_the_whole_day(pipeline):
@@ -269,7 +270,7 @@ def test_a_day_of_several_shards_is_validated_by_mapped_tasks(pipeline, monkeypa
     assert run.state == "success", task_states(run)
     shards = [k for k in task_states(run) if k.startswith("validate.validate_shard[")]
     assert len(shards) == 3  # 1000 + 1000 + 500 rows
-    assert [f["rows"] for f in published(START)["files"]] == [1000, 1000, 500]
+    assert [f.rows for f in published(START).files] == [1000, 1000, 500]
     assert len(clean_frame(START)) == 2500 and clean_frame(START).entity_id.is_unique
 
 
@@ -302,7 +303,7 @@ def test_hand_written_dag_composes_the_groups_with_its_own_task(pipeline):
     assert tis["count_landed_rows"].xcom_pull(task_ids="count_landed_rows") == ROWS
     assert tis["ingest.plan_day"].end_date <= tis["count_landed_rows"].start_date
     assert tis["count_landed_rows"].end_date <= tis["validate.publish"].start_date
-    assert published(START)["rows_clean"] == ROWS
+    assert published(START).rows_clean == ROWS
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from loopline.adapters import lake
 from loopline.steps import validate
-from loopline.steps.validate import ShardResult, find_duplicates
+from loopline.steps.ingest import ShardResult
+from loopline.steps.publish import find_duplicates
 
 
 def keys_file(folder, index: int, ids: list[str], clean: list[bool] | None = None) -> ShardResult:

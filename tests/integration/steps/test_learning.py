@@ -137,7 +137,7 @@ def test_a_concept_drift_is_learned_with_follow_ups_and_the_served_model_nears_t
     served_mean = np.mean([m for _, m in late.values()])
     oracle_mean = np.mean([oracle(spec, d, day(CHANGE)) for d in late])
     assert served_mean > oracle_mean - 0.05, (served_mean, oracle_mean)
-    old = model_store.load_model("models:/churn/1", model="churn")
+    old = model_store.store().load_version("churn", 1)
     old_mean = np.mean(
         [
             metrics(spec, r[LABEL].to_numpy(), score(spec, old, r))["roc_auc"]
@@ -163,7 +163,7 @@ def test_an_abrupt_regression_shift_is_judged_on_the_new_days_and_recovers_in_da
     events = warehouse.model_events("spend")
     first = events[events.version == 2].iloc[0]
     assert first.event == "promoted", first.reasons
-    holdout = model_store.load_frame(first.mlflow_run_id, model_store.HOLDOUT)
+    holdout = model_store.store().holdout(first.mlflow_run_id)
     assert min(holdout[PARTITION_DATE]) >= day(CHANGE)  # judged on the new world, not a calm one
     # From the third day of the shift on, the error is within 1.5x of a model trained after it.
     window = {d: vm for d, vm in served("spend").items() if day(CHANGE + 2) <= d <= day(CHANGE + 8)}

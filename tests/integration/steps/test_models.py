@@ -85,14 +85,16 @@ def first_training(churn_world):
 
 
 def test_training_registers_a_champion_with_its_evidence(first_training):
-    champion = model_store.champion_version("churn")
+    champion = model_store.store().champion("churn")
     assert champion is not None and int(champion.version) == 1
-    tags = champion.tags
-    assert float(tags["holdout_roc_auc"]) > float(tags["baseline_holdout_roc_auc"]) + 0.05
-    data = model_store.run_data(champion.run_id)
+    data = model_store.run_data(champion.run_id)  # what MLflow holds of the training run
+    assert champion.holdout["roc_auc"] > data.metrics["baseline_holdout_roc_auc"] + 0.05
     assert data.tags["reason"] == "test"
     assert data.tags["window_start"] == "2026-01-01"
     assert data.tags["window_end"] == "2026-01-30"
+    training = model_store.store().training(champion.run_id)  # the same, as loopline reads it
+    assert training.window == (dt.date(2026, 1, 1), dt.date(2026, 1, 30))
+    assert training.reason == "test" and training.counts["rows_holdout"] == 7 * ROWS
     assert len(data.tags["git_commit"]) in (40, 7) or data.tags["git_commit"] == "unknown"
     assert data.metrics["rows_holdout"] == 7 * ROWS
     assert data.params["early_stopping_rounds"] == "30"
@@ -103,7 +105,7 @@ def test_training_registers_a_champion_with_its_evidence(first_training):
         "plots/slices_plan.png",
         "plots/feature_importance.png",
     } <= artifacts
-    model = model_store.load_model("models:/churn@champion")
+    model = model_store.store().load_version("churn", champion.version)
     assert list(model.feature_names_in_) == get_spec("churn").feature_names  # signature order
 
     history = events("churn")
@@ -135,8 +137,8 @@ def test_training_reads_at_most_max_rows_a_seeded_sample_of_every_day(churn_worl
 def test_retraining_on_the_same_data_is_not_promoted_and_says_why(first_training):
     run = run_train("churn")
     assert run.state == "success"
-    assert int(model_store.champion_version("churn").version) == 1
-    challenger = model_store.alias_version("churn", "challenger")
+    assert int(model_store.store().champion("churn").version) == 1
+    challenger = model_store.store().challenger("churn")
     assert int(challenger.version) == 2
     last = events("churn").iloc[-1]
     assert (last.event, last.version, last.previous_champion) == ("rejected", 2, 1)
@@ -151,7 +153,7 @@ def test_daily_dag_scores_every_clean_row_with_the_champion(first_training):
     scored = warehouse.predictions("churn", SCORE_DAY)
     assert len(scored) == ROWS == warehouse.published_partition("churn", SCORE_DAY)["rows_clean"]
     assert scored.entity_id.is_unique
-    champion = model_store.champion_version("churn")
+    champion = model_store.store().champion("churn")
     assert set(scored.model_version) == {int(champion.version)}
     assert set(scored.mlflow_run_id) == {champion.run_id}
     assert set(scored.dag_run_id) == {run.run_id}
@@ -253,12 +255,11 @@ def test_regression_spec_end_to_end(churn_world, tmp_path, monkeypatch):
 
     run = run_train("spend")
     assert run.state == "success", task_states(run)
-    champion = model_store.champion_version("spend")
+    champion = model_store.store().champion("spend")
     assert champion is not None
-    assert (
-        float(champion.tags["holdout_rmse"]) < float(champion.tags["baseline_holdout_rmse"]) - 1.0
-    )
-    assert "holdout_roc_auc" not in champion.tags
+    baseline = model_store.run_data(champion.run_id).metrics["baseline_holdout_rmse"]
+    assert champion.holdout["rmse"] < baseline - 1.0
+    assert "roc_auc" not in champion.holdout
     assert events("spend").event.tolist() == ["promoted"]
 
     daily = run_day("spend_daily", SCORE_DAY)

@@ -77,7 +77,7 @@ def world(empty_warehouse, airflow_db, tmp_path, monkeypatch):
             run_conf={"end_date": day(SEEDED).isoformat(), "reason": "first"}
         )
         assert trained.state == "success", task_states(trained)
-        assert int(model_store.champion_version("churn").version) == 1
+        assert int(model_store.store().champion("churn").version) == 1
 
     return make
 
@@ -177,7 +177,7 @@ def test_a_learned_shift_stops_alarming_after_promotion(world):
         run_conf={"end_date": day(26).isoformat(), "reason": "test: learn the shift"}
     )
     assert retrained.state == "success"
-    if int(model_store.champion_version("churn").version) == 1:  # the gate may keep v1; adopt v2
+    if int(model_store.store().champion("churn").version) == 1:  # the gate may keep v1; adopt v2
         rollback("churn", 2, reason="test: adopt the retrained model")
     for i in range(26, 30):
         assert run_day("churn_daily", day(i)).state == "success"
@@ -200,13 +200,13 @@ def test_rollback_restores_the_previous_champion_and_the_next_run_scores_with_it
     world(16)
     conf = {"end_date": day(14).isoformat(), "reason": "second"}
     assert dag("churn_train").test(run_conf=conf).state == "success"
-    if int(model_store.champion_version("churn").version) == 1:  # the gate may keep v1
+    if int(model_store.store().champion("churn").version) == 1:  # the gate may keep v1
         rollback("churn", 2, reason="test: pretend v2 won")
-    assert int(model_store.champion_version("churn").version) == 2
+    assert int(model_store.store().champion("churn").version) == 2
 
     run = dag("churn_rollback").test(run_conf={"reason": "v2 misbehaves"})
     assert run.state == "success", task_states(run)
-    assert int(model_store.champion_version("churn").version) == 1
+    assert int(model_store.store().champion("churn").version) == 1
     events = history("churn")
     assert events.event.tolist()[-1] == "rolled_back"
     last = events.iloc[-1]
@@ -245,9 +245,9 @@ def test_concept_drift_is_caught_by_the_labels_dag_and_retraining_on_it_recovers
     )
     assert note.startswith(f"Retraining triggered by performance on {trigger_day}")
     finish_queued_trainings(execute=True)  # the scheduler's part: run it with its conf
-    retrained = model_store.model_version("churn", 2)
-    window_end = model_store.run_tags(retrained.run_id)["window_end"]
-    assert window_end >= day(drift_day).isoformat()  # it saw drifted days
+    retrained = model_store.store().version("churn", 2)
+    window_end = model_store.store().training(retrained.run_id).window_end
+    assert window_end >= day(drift_day)  # it saw drifted days
     assert history("churn").event.tolist()[-1] in ("promoted", "rejected")  # and was judged
 
     # Days keep arriving; a retraining on a window of drifted days beats the old champion on
@@ -264,8 +264,8 @@ def test_concept_drift_is_caught_by_the_labels_dag_and_retraining_on_it_recovers
     sync_labels(churn, day(29), run_id="later")
     later_run = dag("churn_train").test(run_conf={"end_date": day(26).isoformat(), "reason": "t"})
     assert later_run.state == "success", task_states(later_run)
-    old = model_store.load_model("models:/churn/1")
-    new = model_store.load_model("models:/churn/3")
+    old = model_store.store().load_version("churn", 1)
+    new = model_store.store().load_version("churn", 3)
     later = read_labelled(churn, day(25), day(27), input_columns(churn))
     assert len(later) > 3000
     auc_old = roc_auc_score(later[LABEL], score(churn, old, later))
@@ -280,15 +280,17 @@ def test_stateful_retraining_continues_the_champion_on_new_days_only(world):
         validate_day(churn, day(i), run_id="seed")
     run = dag("churn_train").test(run_conf={"end_date": day(20).isoformat(), "reason": "stateful"})
     assert run.state == "success", task_states(run)
-    first = model_store.run_data(model_store.model_version("churn", 1).run_id)
-    second = model_store.run_data(model_store.model_version("churn", 2).run_id)
-    assert second.params["mode"] == "stateful" and second.params["base_version"] == "1"
+    store = model_store.store()
+    first = store.training(store.version("churn", 1).run_id)
+    second = store.training(store.version("churn", 2).run_id)
+    params = model_store.run_data(second.run_id).params
+    assert second.mode == "stateful" and params["base_version"] == "1"
     # Only days after the champion's window, and more trees than the champion's booster.
-    assert second.tags["window_start"] > first.tags["window_end"]
+    assert second.window[0] > first.window[1]
     from loopline.core.training import base_pipeline
 
     def rounds(version: int) -> int:
-        model = base_pipeline(model_store.load_model(f"models:/churn/{version}"))
+        model = base_pipeline(model_store.store().load_version("churn", version))
         return model.named_steps["model"].get_booster().num_boosted_rounds()
 
     assert rounds(2) > rounds(1)

@@ -83,7 +83,7 @@ def test_a_candidate_that_passes_the_gate_is_scored_in_shadow_then_promoted_on_l
     assert events() == [("promoted", 1), ("shadowing", 2)]
     note = warehouse.model_events("churn").reasons.iloc[-1][-1]
     assert "champion only after 2 labelled day(s) beating v1 on live data" in note
-    assert int(model_store.champion_version("churn").version) == 1
+    assert int(model_store.store().champion("churn").version) == 1
 
     for i in (17, 18):
         assert run_day("churn_daily", day(i)).state == "success"
@@ -106,7 +106,7 @@ def test_a_candidate_that_passes_the_gate_is_scored_in_shadow_then_promoted_on_l
         promoted.previous_champion == 1 and "beats the champion on live data" in promoted.reasons[0]
     )
     assert promoted.metrics["live"]["labelled_days"] == 2
-    assert model_store.alias_version("churn", model_store.CHALLENGER) is None
+    assert model_store.store().challenger("churn") is None
 
     assert run_day("churn_daily", day(19)).state == "success"
     assert set(warehouse.predictions("churn", day(19)).model_version) == {2}
@@ -121,12 +121,12 @@ def test_a_challenger_that_is_not_better_live_is_kept_once_and_never_promoted(wo
     compared = warehouse.shadow_comparisons("churn", 1)
     assert compared.verdict.tolist() == ["waiting", "keep", "decided"]
     assert [e for e in events() if e[1] == 1][-2:] == [("challenger_set", 1), ("kept", 1)]
-    assert int(model_store.champion_version("churn").version) == 2
+    assert int(model_store.store().champion("churn").version) == 2
     kept = warehouse.model_events("churn").iloc[-1]
     assert "not better than the champion beyond the noise" in kept.reasons[0]
     assert shadow.retire("churn", reason="test: done") == 1
     assert events()[-1] == ("retired", 1)
-    assert model_store.alias_version("churn", model_store.CHALLENGER) is None
+    assert model_store.store().challenger("churn") is None
 
 
 def test_analysts_do_not_see_shadow_predictions(world):

@@ -3,9 +3,12 @@ that becomes the version's description."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from loopline.adapters.specs import get_spec
 from loopline.core import model_card
+from loopline.core.registry import TrainingRun
 
 SPEC = get_spec("churn")
 METRICS = {
@@ -16,14 +19,17 @@ METRICS = {
     "uncalibrated_holdout_ece": 0.08,
     "rows_train": 9000.0,  # not a holdout figure: left out of the metrics
 }
-TAGS = {"window_start": "2026-02-01", "window_end": "2026-02-14", "reason": "drift"}
+TRAINING = TrainingRun(
+    run_id="run-1",
+    reason="drift",
+    window=(dt.date(2026, 2, 1), dt.date(2026, 2, 14)),
+    counts={"rows_train": 9000, "rows_holdout": 1000},
+)
 
 
 def card(**kwargs) -> dict:
     args = {
-        "run_id": "run-1",
-        "tags": TAGS,
-        "counts": {"rows_train": 9000, "rows_holdout": 1000},
+        "training": TRAINING,
         "metrics": METRICS,
         "calibrated": True,
         "slices": {"plan": {"basic": {"roc_auc": 0.8}}},
@@ -42,7 +48,8 @@ def test_a_fresh_card_splits_holdout_baseline_and_calibration_figures():
     assert built["calibration"]["after"] == {"ece": 0.021, "brier": 0.15}
     assert built["calibration"]["limit"] == SPEC.metric.max_calibration_error
     assert built["training"]["window"] == ["2026-02-01", "2026-02-14"]
-    assert built["training"]["mode"] == "stateless"  # no mode tag: the default
+    assert built["training"]["mode"] == "stateless"  # no mode recorded: the default
+    assert built["training"]["rows"] == {"rows_train": 9000, "rows_holdout": 1000}
     assert built["intended_use"]["decision_threshold"] == SPEC.metric.decision_threshold
     assert built["gate"] is None
 

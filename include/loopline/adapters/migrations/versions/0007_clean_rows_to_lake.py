@@ -18,6 +18,7 @@ import json
 
 import pyarrow as pa
 from alembic import op
+from sqlalchemy import Connection
 
 revision = "0007"
 down_revision = "0006"
@@ -67,7 +68,7 @@ def _write(table: pa.Table, path: str) -> None:
         pq.write_table(table, local, compression="zstd")
 
 
-def _move_clean_rows(conn) -> None:
+def _move_clean_rows(conn: Connection) -> None:
     from loopline.adapters import lake
 
     days = conn.exec_driver_sql(
@@ -99,7 +100,7 @@ def _move_clean_rows(conn) -> None:
         )
 
 
-def _archive_raw_rows(conn) -> None:
+def _archive_raw_rows(conn: Connection) -> None:
     from loopline.adapters import settings, storage
 
     days = conn.exec_driver_sql(

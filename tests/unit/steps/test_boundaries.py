@@ -1,0 +1,55 @@
+"""What crosses the steps' boundaries: no step spells an MLflow URI, entity or tag; the model
+stores implement every verb of loopline's interface and hand back loopline's records only."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from pathlib import Path
+
+import loopline.steps
+import pytest
+from loopline.adapters import model_store
+from loopline.adapters.memory_store import MemoryModelStore
+from loopline.core import registry
+
+STEPS = sorted(Path(loopline.steps.__file__).parent.glob("*.py"))
+# What only the MLflow store may say: its URIs, its entities' attributes, its client.
+MLFLOW_WORDS = re.compile(
+    r"mlflow\.|import mlflow|models:/|runs:/|creation_timestamp|\.tags\b|"
+    r"\.data\.(tags|params|metrics)\b|get_run\(|MlflowClient|run_data\(|load_dict\(|"
+    r"list_artifacts\(|load_frame\("
+)
+VERBS = [
+    name
+    for name, _ in inspect.getmembers(registry.ModelStore, inspect.isfunction)
+    if not name.startswith("_")
+]
+
+
+@pytest.mark.parametrize("path", STEPS, ids=lambda p: p.name)
+def test_no_step_spells_mlflow(path: Path):
+    found = [
+        f"{path.name}:{number}: {line.strip()}"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if MLFLOW_WORDS.search(line)
+    ]
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("store", [model_store.MlflowModelStore, MemoryModelStore])
+def test_each_store_implements_every_verb(store):
+    assert len(VERBS) >= 20
+    missing = [v for v in VERBS if getattr(store, v) is getattr(registry.ModelStore, v)]
+    assert not missing, f"{store.__name__} lacks {missing}"
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_the_mlflow_store_answers_in_loopline_records(verb):
+    hints = typing.get_type_hints(getattr(model_store.MlflowModelStore, verb))
+    shown = str(hints.get("return"))
+    assert "mlflow" not in shown.lower(), f"{verb} returns {shown}"
+    assert hints.get("return") == typing.get_type_hints(getattr(registry.ModelStore, verb)).get(
+        "return"
+    ), f"{verb}: the MLflow store's answer differs from the interface's"
