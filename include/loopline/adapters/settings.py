@@ -6,6 +6,7 @@ from the files it keeps there (``loopline.dev.pgserver`` writes them).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -162,13 +163,22 @@ def generated_secret(folder: Path, name: str) -> str:
     """A random secret kept in ``folder/name`` (created 0600 on first use, in a 0700 folder):
     the same one for every process of the stack that shares the folder."""
     import secrets
+    import tempfile
 
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = folder / name
     if not path.exists():
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as out:
-            out.write(secrets.token_urlsafe(64))
+        # Written whole under a name of its own, then linked into place: of processes that
+        # start together (two CLI commands on a new home), the first link wins and the others
+        # read its secret; none sees a file half written or fails on one that exists.
+        descriptor, draft = tempfile.mkstemp(dir=folder, prefix=f".{name}.")  # 0600
+        try:
+            with os.fdopen(descriptor, "w") as out:
+                out.write(secrets.token_urlsafe(64))
+            with contextlib.suppress(FileExistsError):
+                os.link(draft, path)
+        finally:
+            os.unlink(draft)
     return path.read_text().strip()
 
 
