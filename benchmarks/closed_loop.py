@@ -141,6 +141,9 @@ def replay(args, model: str) -> dict:
         "drift": warehouse.drift_reports(model),
         "decisions": warehouse.retrain_decisions(model),
         "performance": warehouse.performance(model),
+        "estimates": {
+            (e.partition_date, e.model_version): e for e in warehouse.estimated_days(model)
+        },
         "events": warehouse.model_events(model),
         "scored": warehouse.day_table(model)[["partition_date", "version"]]
         .dropna()
@@ -270,11 +273,13 @@ def measure(result: dict, args) -> dict:
         version = int(scored[day])
         found = perf[(perf.partition_date == day) & (perf.model_version == version)]
         value = found.value.iloc[0] if len(found) else None
+        guess = result["estimates"].get((day, version))
         per_day.append(
             {
                 "day": day.isoformat(),
                 "version": version,
                 "served": None if value is None or value != value else float(value),
+                "estimated": [guess.value, guess.low, guess.high] if guess else None,
                 "oracle": oracle.get(day, {}).get("value"),
                 "oracle_rows": oracle.get(day, {}).get("rows"),
                 "ceiling": ceiling.get(day),
@@ -341,6 +346,7 @@ def summarise(run: dict) -> dict:
         "not_better_live": sum(p["gain"] <= 0 for p in run.get("promotions_live", [])),
         "served_mean": _mean([d["served"] for d in days if d["served"] is not None]),
     }
+    out |= estimate_error(days, first)
     if first is None:
         return out
     after = [d for d in both if d["day"] >= first.isoformat()]
@@ -374,6 +380,29 @@ def summarise(run: dict) -> dict:
     return out
 
 
+def estimate_error(days: list[dict], first: dt.date | None) -> dict:
+    """How far the estimate before the labels (CBPE) was from the realized metric of the served
+    version, before and after the change, and how often the realized value was in its band."""
+    out = {}
+    for name, keep in (
+        ("before", lambda d: first is None or d < first.isoformat()),
+        ("after", lambda d: first is not None and d >= first.isoformat()),
+    ):
+        pairs = [
+            (d["estimated"], d["served"])
+            for d in days
+            if keep(d["day"])
+            and d.get("estimated")
+            and d["estimated"][0] is not None
+            and d["served"] is not None
+        ]
+        if pairs:
+            out[f"estimate_error_{name}"] = _mean([abs(e[0] - s) for e, s in pairs])
+            inside = [e[1] is not None and e[1] <= s <= e[2] for e, s in pairs]
+            out[f"estimate_in_band_{name}"] = sum(inside) / len(inside)
+    return out
+
+
 def _mean(values: list) -> float | None:
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
@@ -390,17 +419,21 @@ def _fmt(value, digits: int = 4) -> str:
 def print_per_day(run: dict) -> None:
     changes = set(run["changes"])
     print(f"\n{run['model']} {run['scenario']} seed {run['seed']}: realized {run['metric']}")
-    print(f"  {'day':<12}{'served':>12}{'oracle':>10}{'(rows)':>8}{'ceiling':>10}  triggers")
+    print(
+        f"  {'day':<12}{'served':>12}{'estimated':>11}{'oracle':>10}{'(rows)':>8}"
+        f"{'ceiling':>10}  triggers"
+    )
     triggers = {}
     for d in run["decisions"]:
         if d["triggered"]:
             triggers.setdefault(d["day"], []).append(d["source"])
     for d in run["days"]:
         mark = "  <- change" if d["day"] in changes else ""
+        estimated = _fmt((d.get("estimated") or [None])[0])
         print(
             f"  {d['day']:<12}{'v' + str(d['version']) + ' ' + _fmt(d['served']):>12}"
-            f"{_fmt(d['oracle']):>10}{_fmt(d['oracle_rows']):>8}{_fmt(d['ceiling']):>10}  "
-            f"{','.join(triggers.get(d['day'], []))}{mark}"
+            f"{estimated:>11}{_fmt(d['oracle']):>10}{_fmt(d['oracle_rows']):>8}"
+            f"{_fmt(d['ceiling']):>10}  {','.join(triggers.get(d['day'], []))}{mark}"
         )
     for p in run.get("promotions_live", []):
         print(
@@ -422,6 +455,9 @@ def print_table(summaries: list[dict]) -> None:
         "promotions",
         "not_better_live",
         "false_alarms",
+        "estimate_error_before",
+        "estimate_error_after",
+        "estimate_in_band_after",
     ]
     shown = [k for k in keys if any(k in s for s in summaries)]
     print("\n" + " | ".join(["run", *shown]))

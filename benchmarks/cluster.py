@@ -41,7 +41,7 @@ STAGES = {
     "publish": ["validate.publish"],
     "score": ["predict.plan_scoring", "predict.score_shard"],
     "swap": ["predict.swap"],
-    "drift": ["monitor.drift_check", "monitor.retrain_trigger"],
+    "drift": ["monitor.estimate_performance", "monitor.drift_check", "monitor.retrain_trigger"],
 }
 SHARD_TASKS = ("validate.validate_shard", "predict.score_shard")
 

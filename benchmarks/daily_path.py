@@ -14,6 +14,8 @@ Stages (library calls, as the tasks make them), each against its floor:
   ``score_shard`` + ``swap_day``); floor: read the columns, ``Booster.inplace_predict``, bare COPY;
 - drift: stream a one-day window into the champion's sketches and compare (``run_drift_check``);
   floor: read the window's columns and compare in memory;
+- reasons: the predict stage again with each prediction's top three reasons (``explain.reasons``;
+  its extra time is their cost);
 - shadow: the predict stage again with a challenger in shadow (its extra time is the cost of
   shadow deployment);
 - scale-out: the day's 2 shards scored by 2 processes at once vs both by 1 process;
@@ -272,9 +274,27 @@ def stage_predict(path: str) -> dict:
         "seconds": seconds,
         "floor": floor,
         "landing_floor": landing,
-        "rows": result["rows"],
+        "rows": result.rows,
         "peak_mib": peak,
     }
+
+
+def stage_reasons(path: str) -> dict:
+    """The predict stage again with each prediction's top three reasons (``explain.reasons``:
+    TreeSHAP contributions per row, staged and swapped with the predictions into
+    ``prediction_reasons``): its extra time is their cost. The day is emptied first, as for
+    the shadow stage."""
+    import pandas as pd
+    from loopline.adapters.specs import get_spec
+    from loopline.core.spec import Explain
+    from loopline.steps.score import score_day
+
+    spec = get_spec("churn")
+    spec = spec.model_copy(update={"explain": Explain(reasons=True, top=3)})
+    empty_the_day()
+    now = pd.Timestamp.now(tz="UTC")
+    seconds, result = timed(score_day, spec, DAY, dag_run_id="bench-reasons", scored_at=now)
+    return {"seconds": seconds, "floor": None, "rows": result.rows, "peak_mib": peak_mib()}
 
 
 def stage_shadow(path: str) -> dict:
@@ -296,7 +316,7 @@ def stage_shadow(path: str) -> dict:
     empty_the_day()
     now = pd.Timestamp.now(tz="UTC")
     seconds, result = timed(score_day, spec, DAY, dag_run_id="bench-shadow", scored_at=now)
-    rows = result["rows"] + result.get("shadow_rows", 0)
+    rows = result.rows + (result.shadow_rows or 0)
     return {"seconds": seconds, "floor": None, "rows": rows, "peak_mib": peak_mib()}
 
 
@@ -305,8 +325,9 @@ def empty_the_day() -> None:
 
     with warehouse.engine().connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        conn.exec_driver_sql(f"DELETE FROM warehouse.predictions WHERE partition_date = '{DAY}'")
-        conn.exec_driver_sql("VACUUM warehouse.predictions")
+        for table in ("predictions", "prediction_reasons"):
+            conn.exec_driver_sql(f"DELETE FROM warehouse.{table} WHERE partition_date = '{DAY}'")
+            conn.exec_driver_sql(f"VACUUM warehouse.{table}")
 
 
 def stage_drift(path: str) -> dict:
@@ -343,6 +364,7 @@ STAGES = {
     "ingest": stage_ingest,
     "validate": stage_validate,
     "predict": stage_predict,
+    "reasons": stage_reasons,
     "drift": stage_drift,
     "shadow": stage_shadow,
     "train": stage_train,
@@ -353,6 +375,7 @@ WARM_UP = {
     "ingest": ["loopline.steps.ingest"],
     "validate": ["loopline.steps.validate", "great_expectations"],
     "predict": ["loopline.steps.score", "mlflow.sklearn", "xgboost"],
+    "reasons": ["loopline.steps.score", "mlflow.sklearn", "xgboost"],
     "drift": ["loopline.steps.check_drift", "scipy.stats", "mlflow"],
     "shadow": ["loopline.steps.score", "mlflow.sklearn", "xgboost"],
     "train": ["loopline.steps.train", "mlflow.sklearn", "xgboost"],
@@ -496,7 +519,7 @@ def main() -> None:
                 f"{Path(path).stat().st_size / 2**20:,.0f} MiB), each stage in a fresh process:"
             )
             results, sizes = {}, {}
-            for stage in ("ingest", "validate", "predict", "drift", "shadow"):
+            for stage in ("ingest", "validate", "predict", "reasons", "drift", "shadow"):
                 result = results[stage] = in_fresh_process(stage, path, env)
                 print(line(stage, result), flush=True)
                 if stage == "predict":  # before the shadow stage re-scores the day
@@ -508,20 +531,28 @@ def main() -> None:
                         f"with the predictions' two indexes): {result['landing_floor']:.2f}s",
                         flush=True,
                     )
+            reasons = results["reasons"]["seconds"] - results["predict"]["seconds"]
+            print(
+                f"{'':>11}per-prediction reasons (explain.reasons) add {reasons:.2f}s to scoring "
+                f"the day: {reasons / (args.rows / 1e6):.2f}s per million rows "
+                f"({reasons / results['predict']['seconds']:.0%} of the predict stage)"
+            )
             extra = results["shadow"]["seconds"] - results["predict"]["seconds"]
             print(
                 f"{'':>11}shadow deployment adds {extra:.2f}s to scoring the day "
                 f"({extra / results['predict']['seconds']:.0%} of the predict stage)"
             )
             millions = args.rows / 1e6
-            sizes.update({t: table_bytes(t) for t in ("shadow_predictions", "quarantine")})
+            tables = ("shadow_predictions", "quarantine", "prediction_reasons")
+            sizes.update({t: table_bytes(t) for t in tables})
             mib = {t: size / millions / 2**20 for t, size in sizes.items()}
             print(
                 f"\n  PostgreSQL, per million input rows, after the predict stage: "
                 f"{grown / millions / 2**20:,.1f} MiB added: predictions {mib['predictions']:,.1f}"
                 f" MiB, quarantine {mib['quarantine']:,.1f} MiB, staging (emptied; its space is "
                 f"reused by the next day) {mib['predictions_staging']:,.1f} MiB; the shadow "
-                f"stage adds shadow predictions {mib['shadow_predictions']:,.1f} MiB"
+                f"stage adds shadow predictions {mib['shadow_predictions']:,.1f} MiB; "
+                f"prediction reasons {mib['prediction_reasons']:,.1f} MiB"
             )
             scale = two_shards_vs_one(env)
             if scale:

@@ -292,6 +292,30 @@ def _local_airflow(port: int = 8080):
     return LocalAirflow(settings.state_dir() / "airflow", airflow_metadata_url(), port=port)
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    """Answer the model's promotion that waits for a person (gate.approval: required) on the
+    running local stack (`make run` or `loopline up`)."""
+    from loopline.dev import approvals
+    from loopline.dev.stack import LocalAirflow
+
+    model = _spec(args.model).name
+    # Only its REST API is asked (as its admin, whose generated password is in its home): no
+    # metadata database, nothing started.
+    airflow = LocalAirflow(settings.state_dir() / "airflow", "", port=args.port)
+    try:
+        approvals.answer(airflow, model, approve=not args.reject, comment=args.comment)
+    except LookupError as exc:
+        raise SystemExit(f"loopline approve: {exc}") from None
+    except OSError as exc:  # the stack is not running
+        raise SystemExit(
+            f"loopline approve: no local Airflow answers on port {args.port} ({exc}); start "
+            "it with `loopline up`, or answer in the UI's Required Actions"
+        ) from None
+    verdict = "rejected" if args.reject else "approved"
+    print(f"{model}: {verdict}; the train DAG records it (`loopline history {model}`)")
+    return 0
+
+
 def cmd_airflow(args: argparse.Namespace) -> int:
     """Airflow's own CLI against the local stack (the same home and metadata database)."""
     airflow = _local_airflow()
@@ -479,6 +503,15 @@ def parser() -> argparse.ArgumentParser:
     )
     challenger.add_argument("--reason", default="by hand (CLI)")
     challenger.set_defaults(func=cmd_challenger)
+
+    approve = sub.add_parser(
+        "approve", help="approve (or --reject) a model's promotion that waits for a person"
+    )
+    approve.add_argument("model", type=_model)
+    approve.add_argument("--reject", action="store_true", help="reject it instead")
+    approve.add_argument("--comment", default="", help="why (kept in the model's history)")
+    approve.add_argument("--port", type=int, default=8080, help="the local Airflow's port")
+    approve.set_defaults(func=cmd_approve)
 
     airflow = sub.add_parser(
         "airflow", help="Airflow's CLI against the local stack, e.g. `loopline airflow dags list`"

@@ -124,6 +124,7 @@ def test_daily_dag_wiring(parsed):
         "predict.plan_scoring",
         "predict.score_shard",
         "predict.swap",
+        "monitor.estimate_performance",
         "monitor.drift_check",
         "monitor.retrain_trigger",
     }

@@ -174,6 +174,13 @@ def test_the_cli_says_what_is_wrong_at_once(own_models):
     assert time.monotonic() - started < 120  # no retries at a terminal
     assert f"panel/date={day(30)}" in result.stdout and "What to do:" in result.stdout
 
+    # An approval with no Airflow running: said at once, with where to answer instead.
+    started = time.monotonic()
+    result = loopline(own_models, "approve", "panel", "--port", "9", "--comment", "ok")
+    assert result.returncode == 1 and time.monotonic() - started < 60
+    assert "no local Airflow answers on port 9" in result.stderr
+    assert "Required Actions" in result.stderr
+
 
 def test_anyones_columns_from_the_first_day_with_replay_alone(own_models):
     """A new model whose columns are called entity_id, event_ts, label, _run_id and

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
 import io
+from functools import cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from sklearn import metrics as skm
 
 from loopline.adapters import settings, storage
-from loopline.core.drift import DriftResult, FeatureDrift, Profile, Window
+from loopline.core.drift import DriftResult, Profile, Window
 from loopline.core.spec import ModelSpec
 
 
@@ -96,45 +97,59 @@ def write_html(
     result: DriftResult,
 ) -> str:
     """A self-contained HTML page: the verdict, every feature with the rule that decided it,
-    and a reference-vs-current plot per drifted feature (drawn from the sketches)."""
-    rows = "".join(_feature_row(f) for f in result.features)
-    plots = "".join(
-        f"<h3>{html.escape(name)}</h3>"
-        f"<img src='data:image/png;base64,{_plot(profile, window, name)}'>"
+    and a reference-vs-current plot per drifted feature (drawn from the sketches); rendered
+    from an autoescaped template, so a feature or category named like markup stays text."""
+    plots = [
+        (name, _plot(profile, window, name))
         for name in result.drifted_features
         if name in window.seen
+    ]
+    page = (
+        _templates()
+        .get_template("drift_report.html")
+        .render(
+            model=spec.name,
+            day=day,
+            report_id=report_id,
+            threshold=spec.drift.dataset_threshold,
+            result=result,
+            plots=plots,
+            weighting=WEIGHTING,
+        )
     )
-    verdict = "DRIFT" if result.dataset_drift else "no dataset drift"
-    drifted = html.escape(", ".join(result.drifted_features) or "none")
-    page = f"""<!doctype html><html><head><meta charset="utf-8">
-<title>{spec.name} drift {day}</title><style>body{{font-family:sans-serif}} td,th{{padding:2px 8px}}
-tr.drift,tr.absent{{background:#fdd}} tr.insufficient_sample{{color:#888}}
-td.rule{{font-size:90%}}</style></head><body>
-<h1>{spec.name}: drift check of {day} (report {report_id})</h1>
-<p><b>{verdict}</b>: importance-weighted share of drifted features {result.drifted_share:.2f}
-(threshold {spec.drift.dataset_threshold}); drifted: {drifted}; {result.rows} rows.</p>
-<table><tr><th>feature</th><th>decision</th><th>test</th><th>statistic</th><th>p (BH)</th>
-<th>PSI</th><th>W/IQR</th><th>JS</th><th>unseen</th><th>nulls ref &rarr; cur</th>
-<th>n ref</th><th>n cur</th><th>why</th></tr>{rows}</table>
-{plots}</body></html>"""
     path = storage.join(settings.reports_root(), spec.name, f"drift-{day.isoformat()}.html")
     storage.write_bytes(path, page.encode(), "text/html; charset=utf-8")
     return path
 
 
+WEIGHTING = {
+    "attribution": "its share of the champion's attributions (mean |SHAP| on its holdout)",
+    "gain": "its share of the champion's gain importance (a version from before attributions)",
+    "equal": "the same (the reference holds no importance)",
+}
+
+
+def template_environment(package: str) -> Environment:
+    """Jinja2 for the HTML loopline writes (a package's ``templates/`` folder): every value
+    escaped, an undefined name an error, no stray blank lines from the tags."""
+    return Environment(
+        loader=PackageLoader(package, "templates"),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+@cache
+def _templates() -> Environment:
+    env = template_environment("loopline.adapters")
+    env.filters["figure"] = _number
+    return env
+
+
 def _number(value: float | None, digits: int = 3) -> str:
     return "" if value is None else f"{value:.{digits}f}"
-
-
-def _feature_row(f: FeatureDrift) -> str:
-    return (
-        f"<tr class='{f.decision}'><td>{html.escape(f.feature)}</td><td>{f.decision}</td>"
-        f"<td>{f.test}</td><td>{f.statistic:.4f}</td><td>{f.p_adjusted:.2e}</td>"
-        f"<td>{f.psi:.3f}</td><td>{_number(f.wasserstein)}</td><td>{_number(f.js_distance)}</td>"
-        f"<td>{_number(f.unseen_share)}</td>"
-        f"<td>{f.null_share_ref:.3f} &rarr; {f.null_share:.3f}</td>"
-        f"<td>{f.n_ref}</td><td>{f.n_cur}</td><td class='rule'>{html.escape(f.rule)}</td></tr>"
-    )
 
 
 def _plot(profile: Profile, window: Window, name: str) -> str:

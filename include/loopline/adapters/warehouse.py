@@ -31,15 +31,20 @@ from sqlalchemy import Engine, create_engine
 
 from loopline.adapters import settings
 from loopline.core import faults
+from loopline.core.drift import DriftResult
 from loopline.core.errors import PermanentError, StoreUnavailableError
 from loopline.core.records import (
     ChangeRecord,
+    DriftCheck,
+    EstimatedDay,
     LakeFile,
     ModelEvent,
     PendingEvent,
+    PerformanceDay,
     PublishedDay,
     RetrainDecisionRecord,
     ShadowComparison,
+    ValidatedDay,
     ValidationOutcome,
 )
 
@@ -484,6 +489,8 @@ def swap_predictions(
             {**constants, "model": model, "day": day, "attempt": attempt},
         )
         rows = cursor.rowcount
+        if table == "predictions":
+            _swap_reasons(cursor, model, day, attempt, constants["model_version"])
         faults.point("swap.in_transaction")
         cursor.execute(
             f"DELETE FROM {SCHEMA}.predictions_staging WHERE attempt = %(attempt)s "
@@ -492,6 +499,36 @@ def swap_predictions(
             {"attempt": attempt, "model": model, "day": day},
         )
     return rows
+
+
+REASON_COLUMNS = ", ".join(f"feature_{i}, contribution_{i}" for i in (1, 2, 3))
+
+
+def _swap_reasons(cursor: Cursor, model: str, day: dt.date, attempt: str, version: int) -> None:
+    """The day's prediction reasons, replaced with the attempt's (none when its spec asks for
+    none: the reasons always belong to the day's predictions)."""
+    where = {"model": model, "day": day, "attempt": attempt, "version": version}
+    cursor.execute(
+        f"DELETE FROM {SCHEMA}.prediction_reasons "
+        "WHERE model = %(model)s AND partition_date = %(day)s",
+        where,
+    )
+    cursor.execute(
+        f"INSERT INTO {SCHEMA}.prediction_reasons (model, partition_date, entity_id, "
+        f"model_version, {REASON_COLUMNS}) SELECT %(model)s, %(day)s, entity_id, %(version)s, "
+        f"{REASON_COLUMNS} FROM {SCHEMA}.predictions_staging "
+        "WHERE attempt = %(attempt)s AND feature_1 IS NOT NULL",
+        where,
+    )
+
+
+def prediction_reasons(model: str, day: dt.date, url: str | None = None) -> pd.DataFrame:
+    return query(
+        f"SELECT entity_id, model_version, {REASON_COLUMNS} FROM {SCHEMA}.prediction_reasons "
+        "WHERE model = %(model)s AND partition_date = %(day)s ORDER BY entity_id",
+        {"model": model, "day": day},
+        url,
+    )
 
 
 def predictions(
@@ -711,9 +748,32 @@ def count_labels_after(model: str, since: dt.date, until: dt.date, url: str | No
 
 
 def save_drift_report(
-    model: str, day: dt.date, report: dict, features: pd.DataFrame, url: str | None = None
-):
-    """Replace the day's drift report (a re-run of the check); return the new report's id."""
+    model: str,
+    day: dt.date,
+    result: DriftResult,
+    *,
+    window_start: dt.date,
+    model_version: int,
+    reference_run_id: str,
+    dag_run_id: str | None,
+    url: str | None = None,
+) -> int:
+    """Replace the day's drift report (a re-run of the check) with ``result``, its verdict and
+    every feature's evidence; return the new report's id."""
+    report = {
+        "window_start": window_start,
+        "model_version": model_version,
+        "reference_run_id": reference_run_id,
+        "rows": result.rows,
+        "drifted_share": result.drifted_share,
+        "dataset_drift": result.dataset_drift,
+        "drifted_features": result.drifted_features,
+        "prediction_drift": asdict(result.prediction) if result.prediction else None,
+        "label_rate": result.label_rate,
+        "label_drift": asdict(result.label) if result.label else None,
+        "dag_run_id": dag_run_id,
+    }
+    features = pd.DataFrame([asdict(f) for f in result.features])
     with partition_transaction(model, day, url) as cursor:
         cursor.execute(
             f"DELETE FROM {SCHEMA}.drift_reports "
@@ -872,10 +932,11 @@ def record_model_event(event: ModelEvent, url: str | None = None) -> int:
     return int(
         _scalar(
             f"INSERT INTO {SCHEMA}.model_events (model, event, version, previous_champion, "
-            "reasons, metrics, mlflow_run_id, dag_run_id, state, alias, removes_alias) VALUES "
-            "(%(model)s, %(event)s, %(version)s, %(previous_champion)s, "
+            "reasons, metrics, mlflow_run_id, dag_run_id, state, alias, removes_alias, "
+            "decided_by) VALUES (%(model)s, %(event)s, %(version)s, %(previous_champion)s, "
             "CAST(%(reasons)s AS jsonb), CAST(%(metrics)s AS jsonb), %(mlflow_run_id)s, "
-            "%(dag_run_id)s, %(state)s, %(alias)s, %(removes_alias)s) RETURNING id",
+            "%(dag_run_id)s, %(state)s, %(alias)s, %(removes_alias)s, %(decided_by)s) "
+            "RETURNING id",
             row,
             url,
         )
@@ -921,7 +982,8 @@ def model_events(model: str, url: str | None = None) -> pd.DataFrame:
     """The append-only history, oldest first (``previous_champion`` is None or an int)."""
     frame = query(
         f"SELECT id, created_at, event, version, previous_champion, reasons, metrics, "
-        f"mlflow_run_id, dag_run_id, state FROM {SCHEMA}.model_events WHERE model = %(model)s "
+        f"mlflow_run_id, dag_run_id, state, decided_by FROM {SCHEMA}.model_events "
+        "WHERE model = %(model)s "
         "ORDER BY id",
         {"model": model},
         url,
@@ -951,3 +1013,170 @@ def day_table(model: str, url: str | None = None) -> pd.DataFrame:
         {"model": model},
         url,
     )
+
+
+# --- typed reads for the Models view and the terminal ------------------------------------------
+# The one place where these tables' column names meet the records the view and the CLI show.
+
+
+def _optional(value: object) -> object | None:
+    return None if value is None or (isinstance(value, float) and value != value) else value
+
+
+def _int(value: object) -> int | None:
+    value = _optional(value)
+    return None if value is None else int(value)
+
+
+def _float(value: object) -> float | None:
+    value = _optional(value)
+    return None if value is None else float(value)
+
+
+def drift_checks(model: str, url: str | None = None) -> list[DriftCheck]:
+    """Every drift check of the model, oldest day first."""
+    return [
+        DriftCheck(
+            id=int(r.id),
+            partition_date=r.partition_date,
+            dataset_drift=bool(r.dataset_drift),
+            drifted_share=_float(r.drifted_share),
+            drifted_features=tuple(r.drifted_features or ()),
+            report_uri=_optional(r.report_uri),
+            model_version=_int(r.model_version),
+        )
+        for r in drift_reports(model, url).itertuples(index=False)
+    ]
+
+
+def decision_records(model: str, url: str | None = None) -> list[RetrainDecisionRecord]:
+    """Every retraining decision of the model, oldest day first."""
+    return [
+        RetrainDecisionRecord(
+            model=model,
+            partition_date=r.partition_date,
+            source=r.source,
+            triggered=bool(r.triggered),
+            reason=r.reason,
+            change_date=_optional(r.change_date),
+            follow_up=bool(r.follow_up),
+        )
+        for r in retrain_decisions(model, url).itertuples(index=False)
+    ]
+
+
+def performance_days(model: str, url: str | None = None) -> list[PerformanceDay]:
+    """Realized performance per scored day and version, oldest first."""
+    return [
+        PerformanceDay(
+            partition_date=r.partition_date,
+            model_version=int(r.model_version),
+            rows=int(r.rows),
+            primary_metric=r.primary_metric,
+            value=_float(r.value),
+            reference=_float(r.reference),
+            live_reference=_float(r.live_reference),
+            degraded=bool(_optional(r.degraded)),
+        )
+        for r in performance(model, url=url).itertuples(index=False)
+    ]
+
+
+def validated_days(model: str, url: str | None = None) -> list[ValidatedDay]:
+    """Every validated day with its counts, status and predictions, oldest first."""
+    return [
+        ValidatedDay(
+            partition_date=r.partition_date,
+            rows_read=int(r.rows_read or 0),
+            rows_clean=int(r.rows_clean or 0),
+            rows_quarantined=int(r.rows_quarantined or 0),
+            success=None if _optional(r.success) is None else bool(r.success),
+            error=_optional(r.error),
+            predicted=int(r.predicted or 0),
+            scored_by=_int(r.version),
+        )
+        for r in day_table(model, url).itertuples(index=False)
+    ]
+
+
+def history(model: str, url: str | None = None) -> list[ModelEvent]:
+    """The model's history as events, oldest first."""
+    return [
+        ModelEvent(
+            model=model,
+            event=r.event,
+            version=int(r.version),
+            previous_champion=_int(r.previous_champion),
+            reasons=tuple(r.reasons or ()),
+            metrics=dict(r.metrics or {}),
+            mlflow_run_id=_optional(r.mlflow_run_id),
+            dag_run_id=_optional(r.dag_run_id),
+            state=r.state,
+            decided_by=_optional(r.decided_by),
+            id=int(r.id),
+            created_at=r.created_at,
+        )
+        for r in model_events(model, url).itertuples(index=False)
+    ]
+
+
+def replace_estimate(model: str, day: EstimatedDay, url: str | None = None) -> None:
+    """The day's estimate of one served version (replacing a re-run's)."""
+    row = {**asdict(day), "model": model}
+    columns = list(row)
+    with partition_transaction(model, day.partition_date, url) as cursor:
+        cursor.execute(
+            f"DELETE FROM {SCHEMA}.estimated_performance WHERE model = %(model)s "
+            "AND partition_date = %(partition_date)s AND model_version = %(model_version)s",
+            row,
+        )
+        cursor.execute(
+            f"INSERT INTO {SCHEMA}.estimated_performance ({', '.join(columns)}) "
+            f"VALUES ({', '.join(f'%({c})s' for c in columns)})",
+            row,
+        )
+
+
+def estimated_days(
+    model: str, start: dt.date | None = None, end: dt.date | None = None, url: str | None = None
+) -> list[EstimatedDay]:
+    """Estimated performance per scored day and version, oldest first (of ``start..end``)."""
+    sql = (
+        f"SELECT partition_date, model_version, rows, metric, value, low, high, reference, "
+        f"accuracy, accuracy_low, accuracy_high, threshold FROM {SCHEMA}.estimated_performance "
+        "WHERE model = %(model)s"
+    )
+    params: dict = {"model": model}
+    if start is not None:
+        sql += " AND partition_date BETWEEN %(start)s AND %(end)s"
+        params |= {"start": start, "end": end}
+    frame = query(sql + " ORDER BY partition_date, model_version", params, url)
+    return [
+        EstimatedDay(
+            partition_date=r.partition_date,
+            model_version=int(r.model_version),
+            rows=int(r.rows),
+            metric=r.metric,
+            value=_float(r.value),
+            low=_float(r.low),
+            high=_float(r.high),
+            reference=_float(r.reference),
+            accuracy=_float(r.accuracy),
+            accuracy_low=_float(r.accuracy_low),
+            accuracy_high=_float(r.accuracy_high),
+            threshold=float(r.threshold),
+        )
+        for r in frame.itertuples(index=False)
+    ]
+
+
+def day_scores(
+    model: str, day: dt.date, chunk_rows: int, url: str | None = None
+) -> Iterator[pd.DataFrame]:
+    """``model_version, score`` of a day's served predictions, in chunks."""
+    sql = (
+        f"SELECT model_version, score FROM {SCHEMA}.predictions "
+        "WHERE model = %(model)s AND partition_date = %(day)s"
+    )
+    dtype = {"model_version": int, "score": float}
+    yield from stream_copy(sql, {"model": model, "day": day}, chunk_rows, dtype, url)

@@ -24,7 +24,13 @@ from loopline.airflow.context import (
     run_id,
     training_end,
 )
-from loopline.airflow.groups import ingest_group, monitor_group, predict_group, validate_group
+from loopline.airflow.groups import (
+    approval_group,
+    ingest_group,
+    monitor_group,
+    predict_group,
+    validate_group,
+)
 from loopline.airflow.notify import send
 from loopline.airflow.operators import RetrainTriggerOperator
 from loopline.core.errors import SpecError
@@ -191,7 +197,9 @@ def train_dag(spec: ModelSpec) -> DAG:
 
         trained = train()
         load_labels() >> trained
-        gate(evaluate(trained))
+        gated = gate(evaluate(trained))
+        if spec.gate is not None and spec.gate.approval == "required":
+            approval_group(spec, gated)
     return dag
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from airflow.sdk import TaskGroup, XComArg, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
@@ -21,6 +22,9 @@ from loopline.airflow.assets import clean_asset, predictions_asset, record
 from loopline.airflow.context import loopline_errors, partition_date, run_id
 from loopline.airflow.operators import DriftDetectionOperator, RetrainTriggerOperator
 from loopline.core.spec import HOOK_POINTS, ModelSpec
+
+if TYPE_CHECKING:
+    from loopline.steps.approve import Answer
 
 PLAN_TASK = "plan_day"
 
@@ -180,9 +184,20 @@ def predict_group(spec: ModelSpec, group_id: str = "predict") -> TaskGroup:
 
 
 def monitor_group(spec: ModelSpec, group_id: str = "monitor") -> TaskGroup:
-    """Drift check against the champion's profile, then the retraining trigger."""
+    """Performance estimated from the day's scores (before its labels), the drift check
+    against the champion's profile, then the retraining trigger (which may ask for both)."""
     with TaskGroup(group_id, tooltip=f"drift check of {spec.name}") as group:
+
+        @task
+        def estimate_performance() -> list[dict]:
+            from loopline.steps.estimate import estimate_day
+
+            with loopline_errors():
+                found = estimate_day(spec, partition_date())
+            return [{"version": e.model_version, "value": e.value, "low": e.low} for e in found]
+
         check = DriftDetectionOperator(task_id="drift_check", model=spec.name)
+        estimate_performance() >> check
         check >> RetrainTriggerOperator(
             task_id="retrain_trigger",
             model=spec.name,
@@ -190,3 +205,62 @@ def monitor_group(spec: ModelSpec, group_id: str = "monitor") -> TaskGroup:
             signal_task_id=f"{group_id}.drift_check",
         )
     return group
+
+
+APPROVAL_TASK = "approval"
+
+
+def approval_group(
+    spec: ModelSpec, gated: XComArg, gate_task: str = "gate", group_id: str = "approve"
+) -> TaskGroup:
+    """``gate.approval: required``: when the gate passed a candidate, a person approves or
+    rejects it (Airflow's human-in-the-loop operator: Required Actions in the UI and the REST
+    API; `loopline approve`), within ``gate.approval_timeout_hours``; the answer, or its
+    absence, is then recorded. Skipped when the gate did not pass the candidate."""
+    import datetime as dt
+
+    from airflow.providers.standard.operators.hitl import HITLOperator
+    from airflow.sdk import Param
+
+    with TaskGroup(group_id, tooltip=f"a person approves {spec.name}'s candidate") as group:
+
+        @task.short_circuit
+        def needs_approval(result: dict) -> bool:
+            return bool(result.get("awaiting_approval"))
+
+        pulled = f"ti.xcom_pull(task_ids='{gate_task}')"
+        approval = HITLOperator(
+            task_id=APPROVAL_TASK,
+            subject=f"Promote {spec.name} v{{{{ {pulled}['version'] }}}} to champion?",
+            body=f"{{{{ {pulled}['approval_text'] }}}}",
+            options=["Approve", "Reject"],
+            defaults=["Reject"],  # nobody answered in time: not promoted, the run stays green
+            params={"comment": Param("", type="string", description="why (kept in the history)")},
+            response_timeout=dt.timedelta(hours=spec.gate.approval_timeout_hours),
+            retries=0,
+        )
+
+        @task(trigger_rule="all_done")
+        def record_answer(result: dict) -> dict:
+            from loopline.steps.approve import settle
+
+            ti = get_current_context()["ti"]
+            reply = ti.xcom_pull(task_ids=f"{group_id}.{APPROVAL_TASK}")
+            with loopline_errors():
+                answer = answer_of(reply)
+                return settle(spec, result["version"], answer, dag_run_id=run_id()).as_dict()
+
+        needs_approval(gated) >> approval >> record_answer(gated)
+    return group
+
+
+def answer_of(reply: dict | None) -> Answer | None:
+    """The human-in-the-loop operator's reply as loopline's answer (None: no reply)."""
+    from loopline.steps.approve import Answer
+
+    user = (reply or {}).get("responded_by_user")
+    if not reply or not reply.get("chosen_options") or not user:
+        return None  # no reply, or the defaults the timeout applied (nobody answered)
+    comment = str((reply.get("params_input") or {}).get("comment") or "")
+    by = str(user.get("name") or user.get("id") or "unknown")
+    return Answer(reply["chosen_options"][0] == "Approve", by, comment)

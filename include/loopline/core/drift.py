@@ -218,6 +218,12 @@ class Profile:
     label_rows: int = 0
     labels: NumericSketch | None = None  # regression
     importance: dict[str, float] = field(default_factory=dict)
+    # What the weights are: "attribution" (each feature's share of the version's mean |SHAP|
+    # on its holdout, set by the evaluation), or "gain" (XGBoost's gain, profiles from before).
+    importance_kind: str = "gain"
+    # Binary classifiers: the isotonic map from the version's score to the positive rate on
+    # its holdout ({"scores": [...], "rates": [...]}), for performance estimated before labels.
+    calibration: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -235,6 +241,8 @@ class Profile:
             label_rows=int(data.get("label_rows") or 0),
             labels=numeric(data.get("labels")),
             importance=data.get("importance", {}),
+            importance_kind=data.get("importance_kind", "gain"),
+            calibration=data.get("calibration"),
         )
 
 
@@ -720,6 +728,8 @@ class DriftResult:
     prediction: FeatureDrift | None = None
     label_rate: dict | None = None
     label: FeatureDrift | None = None
+    weights: dict[str, float] = field(default_factory=dict)  # each feature's share, sums to 1
+    weighted_by: str = "equal"  # attribution | gain | equal
 
     @property
     def drifted_features(self) -> list[str]:
@@ -746,7 +756,8 @@ def compare_window(spec_or_settings: ModelSpec | Drift, window: Window) -> Drift
     decide(settings, results)
     weights = {r.feature: profile.importance.get(r.feature, 1.0) or 1e-6 for r in results}
     total = sum(weights.values()) or 1.0
-    share = sum(weights[r.feature] for r in results if r.drifted) / total
+    weights = {name: weight / total for name, weight in weights.items()}
+    share = sum(weights[r.feature] for r in results if r.drifted)
     prediction = label = None
     if window.score is not None and window.score.n:
         prediction = decide(
@@ -760,7 +771,15 @@ def compare_window(spec_or_settings: ModelSpec | Drift, window: Window) -> Drift
     if profile.label_rate is not None and len(window.label_values):
         rates = compare_rates(profile.label_rate, profile.label_rows, window.label_values, settings)
     return DriftResult(
-        results, share, share >= settings.dataset_threshold, window.rows, prediction, rates, label
+        results,
+        share,
+        share >= settings.dataset_threshold,
+        window.rows,
+        prediction,
+        rates,
+        label,
+        weights=weights,
+        weighted_by=profile.importance_kind if profile.importance else "equal",
     )
 
 

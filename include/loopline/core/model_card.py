@@ -19,6 +19,7 @@ def build(
     slices: dict,
     small_slices: dict,
     training_drift: list[str],
+    attributions: dict | None = None,
 ) -> dict:
     """The card of a freshly evaluated version (no gate decision yet)."""
     holdout = {
@@ -63,6 +64,9 @@ def build(
             "limit": spec.metric.max_calibration_error if spec.is_classifier else None,
         },
         "slices": slices,
+        # Mean |SHAP| per feature on the holdout (the booster's margin units), overall and by
+        # slice: what the model's predictions rest on.
+        "attributions": attributions,
         "gate": None,
         "known_limits": {
             "slices_too_small_to_judge": small_slices,
@@ -104,6 +108,15 @@ def markdown(card: dict) -> str:
         *_metric_rows(card),
         "",
     ]
+    explained = card.get("attributions")
+    if explained:
+        top = list(explained["overall"].items())[:5]
+        lines += [
+            "**What it rests on** (mean |SHAP| on the holdout): "
+            + ", ".join(f"{name} {value:.3f}" for name, value in top)
+            + ".",
+            "",
+        ]
     if calibration["limit"] is not None:
         lines += [
             f"**Calibration.** Recalibrated: {calibration['calibrated']}; "

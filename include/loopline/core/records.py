@@ -64,6 +64,9 @@ class ModelEvent:
     state: str = "done"
     alias: str | None = None
     removes_alias: bool = False
+    decided_by: str | None = None  # who approved or rejected it (gate.approval: required)
+    id: int | None = None  # known once recorded
+    created_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -126,3 +129,69 @@ class ShadowComparison:
     window_high: float | None
     labelled_days: int
     verdict: str
+
+
+# --- what the Models view and the terminal read back ------------------------------------------
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    """One drift check of a day (``drift_reports``): its verdict, the features that drifted,
+    the version it compared with, and where its HTML report is."""
+
+    id: int
+    partition_date: dt.date
+    dataset_drift: bool
+    drifted_share: float | None
+    drifted_features: tuple[str, ...]
+    report_uri: str | None
+    model_version: int | None
+
+
+@dataclass(frozen=True)
+class PerformanceDay:
+    """A version's realized performance on one scored day once its labels arrived
+    (``model_performance``), beside the levels it is judged against."""
+
+    partition_date: dt.date
+    model_version: int
+    rows: int
+    primary_metric: str
+    value: float | None
+    reference: float | None  # the version's holdout value
+    live_reference: float | None  # the live level before the change (or the window)
+    degraded: bool
+
+
+@dataclass(frozen=True)
+class ValidatedDay:
+    """A validated day: rows read, clean and quarantined, whether its last validation
+    succeeded, and how many of its rows were scored by which version."""
+
+    partition_date: dt.date
+    rows_read: int
+    rows_clean: int
+    rows_quarantined: int
+    success: bool | None
+    error: str | None = None
+    predicted: int = 0
+    scored_by: int | None = None
+
+
+@dataclass(frozen=True)
+class EstimatedDay:
+    """A served version's performance on one scored day, estimated from its calibrated scores
+    before the labels (``estimated_performance``), with its band and its holdout's estimate."""
+
+    partition_date: dt.date
+    model_version: int
+    rows: int
+    metric: str
+    value: float | None
+    low: float | None
+    high: float | None
+    reference: float | None
+    accuracy: float | None
+    accuracy_low: float | None
+    accuracy_high: float | None
+    threshold: float

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from loopline.core.estimate import EstimatedDrop
 from loopline.core.spec import Drift, Retraining
 
 SOURCES = ("drift", "performance")
@@ -132,6 +133,7 @@ def decide(
     learning: Learning | None = None,
     policy: Retraining | None = None,
     trainable_until: dt.date | None = None,
+    estimated: EstimatedDrop | None = None,
 ) -> RetrainDecision:
     """The rules, in order: a signal of an open change goes to :func:`follow_up`, any other to
     the first-trigger rules, and a first trigger waits until a training would have labelled
@@ -158,6 +160,7 @@ def decide(
         days_since_trigger=days_since_trigger,
         training_runs=training_runs,
         new_labels=new_labels,
+        estimated=estimated,
     )
     first_day = change.first_day if change is not None and signal else None
     if decision.triggered and first_day and trainable_until and trainable_until < first_day:
@@ -180,8 +183,11 @@ def first_trigger(
     days_since_trigger: int | None,
     training_runs: TrainingRuns,
     new_labels: int,
+    estimated: EstimatedDrop | None = None,
 ) -> RetrainDecision:
-    """Persistence, cool-down, active runs and new labels, for the first signal of a change."""
+    """Persistence, an estimated drop where the spec asks for one (a covariate shift the model
+    copes with does not retrain), cool-down, active runs and new labels, for the first signal
+    of a change."""
     if not signal:
         return RetrainDecision(False, f"no {source} signal: {signal_text}")
     if source == "drift":
@@ -191,6 +197,11 @@ def first_trigger(
                 False,
                 f"suppressed: {source} in {sum(window)} of the last {len(window)} checks, needs "
                 f"{settings.persistence_k} of {settings.persistence_m} (drift.persistence_k/m)",
+            )
+        if settings.require_estimated_drop and not (estimated and estimated.dropped):
+            evidence = estimated.text if estimated else "no estimate of the day"
+            return RetrainDecision(
+                False, f"suppressed: drift, but {evidence} (drift.require_estimated_drop)"
             )
     if days_since_trigger is not None and days_since_trigger < settings.cooldown_days:
         return RetrainDecision(

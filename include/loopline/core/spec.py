@@ -166,6 +166,12 @@ class Gate(_Strict):
     # Classification: refuse a candidate whose (calibrated) holdout ECE is above
     # metric.max_calibration_error.
     enforce_calibration: bool = True
+    # "required": a candidate that passes the gate waits in the train DAG for a person to
+    # approve it (Airflow's Required Actions, its REST API, or `loopline approve`); rejected,
+    # or unanswered within approval_timeout_hours, it is not promoted. Every answer, with who
+    # and why, goes to the model's history.
+    approval: Literal["none", "required"] = "none"
+    approval_timeout_hours: float = Field(24.0, gt=0)
 
 
 class Drift(_Strict):
@@ -188,6 +194,10 @@ class Drift(_Strict):
     persistence_m: int = Field(3, ge=1)
     # A retraining needs at least this many labelled rows newer than the champion's window.
     min_new_labels: int = Field(1000, ge=0)
+    # Binary classifiers: a drift verdict triggers a retraining only when the performance
+    # estimated from the day's calibrated scores (CBPE) dropped below the champion's holdout
+    # estimate by more than labels.performance_tolerance + 2 SE (docs/monitoring.md).
+    require_estimated_drop: bool = False
 
     @model_validator(mode="after")
     def _check_persistence(self) -> Drift:
@@ -218,6 +228,18 @@ class Shadow(_Strict):
     margin: float = Field(0.0, ge=0)
     window_days: int = Field(7, ge=1)
     confidence: float = Field(0.95, gt=0.5, lt=1)
+
+
+class Explain(_Strict):
+    """Why the model says what it says. Every version's card holds its global attributions
+    (mean |SHAP| per feature on the holdout, by slice) and the drift verdict weighs features by
+    them, always. Opt-in: with ``reasons``, every prediction of the champion gets its ``top``
+    features by |contribution| (and the contributions, in the booster's margin units) in
+    ``warehouse.prediction_reasons``, which analysts may read (it costs scoring time:
+    docs/benchmarks.md)."""
+
+    reasons: bool = False
+    top: int = Field(3, ge=1, le=3)
 
 
 CANDIDATES = ("window", "recent", "post_change")
@@ -316,6 +338,7 @@ class ModelSpec(_Strict):
     labels: Labels = Labels()
     retraining: Retraining = Retraining()
     shadow: Shadow = Shadow()
+    explain: Explain = Explain()
     notify: Notify = Notify()
     hooks: Hooks = Hooks()
 
@@ -325,6 +348,16 @@ class ModelSpec(_Strict):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"feature names repeat: {repeated}")
+        if self.gate and self.gate.approval == "required" and self.shadow.required_days:
+            raise ValueError(
+                "gate.approval: required cannot be combined with shadow.required_days (a "
+                "promotion on live evidence happens in the labels DAG, where nobody is asked)"
+            )
+        if self.drift.require_estimated_drop and self.target.task != "binary_classification":
+            raise ValueError(
+                "drift.require_estimated_drop needs a binary classifier (performance is "
+                "estimated from calibrated probabilities)"
+            )
         reserved = {self.entity_id.column, self.event_timestamp, self.target.column}
         clash = reserved & set(names)
         if clash:

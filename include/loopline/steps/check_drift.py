@@ -8,8 +8,6 @@ import datetime as dt
 import logging
 from dataclasses import asdict, dataclass
 
-import pandas as pd
-
 from loopline.adapters import model_store, reports, warehouse
 from loopline.core.drift import Profile, Window, compare_window
 from loopline.core.errors import NoChampionError
@@ -73,21 +71,15 @@ def run_drift_check(
     start = day - dt.timedelta(days=spec.drift.window_days - 1)
     window = accumulate(spec, profile, start, day)
     result = compare_window(spec, window)
-    report = {
-        "window_start": start,
-        "model_version": version,
-        "reference_run_id": run_id,
-        "rows": window.rows,
-        "drifted_share": result.drifted_share,
-        "dataset_drift": result.dataset_drift,
-        "drifted_features": result.drifted_features,
-        "prediction_drift": asdict(result.prediction) if result.prediction else None,
-        "label_rate": result.label_rate,
-        "label_drift": asdict(result.label) if result.label else None,
-        "dag_run_id": dag_run_id,
-    }
-    features = pd.DataFrame([asdict(f) for f in result.features])
-    report_id = warehouse.save_drift_report(spec.name, day, report, features)
+    report_id = warehouse.save_drift_report(
+        spec.name,
+        day,
+        result,
+        window_start=start,
+        model_version=version,
+        reference_run_id=run_id,
+        dag_run_id=dag_run_id,
+    )
     uri = reports.write_html(spec, day, report_id, profile, window, result)
     warehouse.set_report_uri(report_id, uri)
     log.info(

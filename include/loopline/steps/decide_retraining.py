@@ -20,6 +20,7 @@ from loopline.core.retraining import (
     run_start,
 )
 from loopline.core.spec import ModelSpec
+from loopline.steps.estimate import estimated_drop
 from loopline.steps.labels import level_before, open_change_of
 
 
@@ -112,6 +113,7 @@ def decide_and_record(
         learning=learning_state(spec, day, source, evidence),
         policy=spec.retraining,
         trainable_until=day + dt.timedelta(days=1 - spec.labels.delay_days),
+        estimated=estimated_drop(spec, day) if spec.drift.require_estimated_drop else None,
     )
     warehouse.record_retrain_decision(
         RetrainDecisionRecord(

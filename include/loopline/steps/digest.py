@@ -1,50 +1,48 @@
 """What a model did, as plain text: the CLI's ``summary`` and ``history`` and ``make run``'s
-closing summary print these lines. They read what the Models view reads (:mod:`overview`, the
-model history of :mod:`rollback`), so a terminal and the UI cannot tell two stories."""
+closing summary print these lines. They read what the Models view reads (:mod:`overview` and
+the warehouse's typed records it is built from), so a terminal and the UI cannot tell two
+stories."""
 
 from __future__ import annotations
 
 from loopline.adapters import warehouse
 from loopline.adapters.specs import get_spec
 from loopline.steps import overview
-from loopline.steps.rollback import history as model_history
 
 
 def days(model: str) -> list[str]:
     """One line per day: rows read, clean, quarantined, scored, by which version, its status."""
-    frame = warehouse.day_table(model)
+    found = warehouse.validated_days(model)
     lines = [f"{'date':<12}{'read':>7}{'clean':>7}{'quar.':>7}{'scored':>8}{'model':>7}  status"]
-    for r in frame.itertuples():
-        version = f"v{int(r.version)}" if r.version == r.version and r.version else "-"
-        status = "ok" if r.success else f"FAILED: {r.error}"
+    for d in found:
+        version = f"v{d.scored_by}" if d.scored_by else "-"
+        status = "ok" if d.success else f"FAILED: {d.error}"
         lines.append(
-            f"{r.partition_date!s:<12}{r.rows_read:>7}{r.rows_clean:>7}{r.rows_quarantined:>7}"
-            f"{r.predicted:>8}{version:>7}  {status}"
+            f"{d.partition_date!s:<12}{d.rows_read:>7}{d.rows_clean:>7}{d.rows_quarantined:>7}"
+            f"{d.predicted:>8}{version:>7}  {status}"
         )
-    lines.append(
-        f"{'total':<12}{frame.rows_read.sum():>7}{frame.rows_clean.sum():>7}"
-        f"{frame.rows_quarantined.sum():>7}{frame.predicted.sum():>8}"
-    )
+    totals = [sum(getattr(d, k) for d in found) for k in ("rows_read", "rows_clean")]
+    totals += [sum(d.rows_quarantined for d in found), sum(d.predicted for d in found)]
+    lines.append(f"{'total':<12}{totals[0]:>7}{totals[1]:>7}{totals[2]:>7}{totals[3]:>8}")
     return lines
 
 
 def monitoring(model: str) -> list[str]:
     """The drift verdict of every checked day, the first drift's report, and every retraining
     decision that triggered or said more than "no"."""
-    drift = warehouse.drift_reports(model)
+    checks = warehouse.drift_checks(model)
     lines = [
-        f"  {r.partition_date}  {'DRIFT' if r.dataset_drift else 'ok   '} share "
-        f"{r.drifted_share:.2f}  {', '.join(r.drifted_features) or '-'}"
-        for r in drift.itertuples()
+        f"  {c.partition_date}  {'DRIFT' if c.dataset_drift else 'ok   '} share "
+        f"{c.drifted_share or 0:.2f}  {', '.join(c.drifted_features) or '-'}"
+        for c in checks
     ]
-    if len(drift) and drift.dataset_drift.any():
-        first = drift[drift.dataset_drift].report_uri.iloc[0]
-        lines.append(f"  report of the first drift: {first}")
-    decisions = warehouse.retrain_decisions(model)
-    shown = decisions[decisions.triggered | ~decisions.reason.str.startswith("no ")]
+    drifted = [c for c in checks if c.dataset_drift]
+    if drifted:
+        lines.append(f"  report of the first drift: {drifted[0].report_uri}")
     lines += [
-        f"  {r.partition_date} {r.source:<11} {'TRIGGERED: ' if r.triggered else ''}{r.reason}"
-        for r in shown.itertuples()
+        f"  {d.partition_date} {d.source:<11} {'TRIGGERED: ' if d.triggered else ''}{d.reason}"
+        for d in warehouse.decision_records(model)
+        if d.triggered or not d.reason.startswith("no ")
     ]
     return lines
 
@@ -53,7 +51,7 @@ def champion(model: str) -> list[str]:
     """The gate's events, then the champion with its holdout metrics (the Models view's)."""
     lines = [
         f"  {e.created_at:%H:%M:%S} v{e.version} {e.event}: {'; '.join(e.reasons)}"
-        for e in model_history(model).itertuples()
+        for e in warehouse.history(model)
     ]
     found = overview.summary(get_spec(model))
     if found.champion is None:
@@ -68,11 +66,11 @@ def champion(model: str) -> list[str]:
 
 def history(model: str) -> list[str]:
     """Every promotion, rejection and rollback, oldest first, with the champion it replaced."""
-    events = model_history(model)
-    if events.empty:
+    events = warehouse.history(model)
+    if not events:
         return [f"{model}: no promotions, rejections or rollbacks yet"]
     lines = []
-    for e in events.itertuples():
+    for e in events:
         previous = f" (was v{e.previous_champion})" if e.previous_champion is not None else ""
         state = "" if e.state == "done" else f" [{e.state}: a crash stopped it]"
         lines.append(

@@ -1,6 +1,8 @@
 """Evaluate and register: score a training run's candidate and baseline on its holdout,
-calibrate if the spec asks, log metrics, slices and plots, complete the drift reference with the
-final model's scores, and register the final model as a new version of the model."""
+calibrate if the spec asks, log metrics, slices and plots, explain the final model (mean |SHAP|
+per feature on the holdout, overall and by slice), complete the drift reference with the final
+model's scores and attributions (the verdict's weights), and register the final model as a new
+version of the model with its card."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from loopline.adapters import model_store, reports
 from loopline.core import model_card
 from loopline.core.columns import LABEL
 from loopline.core.drift import NumericSketch
+from loopline.core.estimate import Calibration
+from loopline.core.explain import attributions
 from loopline.core.features import input_columns
 from loopline.core.metrics import (
     calibrate,
@@ -77,6 +81,12 @@ def run_evaluation(spec: ModelSpec, mlflow_run_id: str) -> EvaluateResult:
     slices = slice_metrics(spec, holdout, scores)
     profile = store.training_profile(run)
     profile.score = NumericSketch.build(scores)
+    explained = attributions(spec, final, holdout)
+    # The drift verdict weighs each feature by its share of what the model attributes to it.
+    profile.importance, profile.importance_kind = explained.shares(), "attribution"
+    if spec.is_classifier:  # the reference's score-to-rate map, for estimates before labels
+        found = Calibration.fit(scores, y)
+        profile.calibration = found.to_dict() if found is not None else None
     figures = reports.evaluation_figures(spec, y, scores, slices, feature_importance(candidate))
     sample = holdout[input_columns(spec)].head(200)
     try:
@@ -106,6 +116,7 @@ def run_evaluation(spec: ModelSpec, mlflow_run_id: str) -> EvaluateResult:
         slices=slices,
         small_slices=small_slices(spec, holdout),
         training_drift=store.training_drift(run),
+        attributions=explained.to_dict(),
     )
     save_card(spec.name, version, card)
     return EvaluateResult(version, calibrated, {k: round(v, 6) for k, v in logged.items()})

@@ -19,15 +19,19 @@ from loopline.steps import aliases
 from loopline.steps.evaluate import save_card
 
 log = logging.getLogger(__name__)
+AWAITING = "awaiting_approval"
 
 
 @dataclass(frozen=True)
 class GateResult:
     version: int
     promoted: bool
-    alias: str
+    alias: str | None
     previous_champion: int | None
     reasons: list[str]
+    # gate.approval: required: passed, and waits for a person (what to show them).
+    awaiting_approval: bool = False
+    approval_text: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -103,20 +107,53 @@ def run_gate(spec: ModelSpec, version: int, *, dag_run_id: str | None = None) ->
             mlflow_run_id=run_id,
             dag_run_id=dag_run_id,
         )
-        aliases.record(decided, alias=alias, version=version)
+        if alias is None:
+            aliases.record_without_alias(decided)
+        else:
+            aliases.record(decided, alias=alias, version=version)
     card = store.card(run_id)
     if card is not None:  # a version registered before model cards has none to complete
         decided = {"promoted": event == "promoted", "previous_champion": previous}
-        save_card(spec.name, version, model_card.with_gate(card, {**decided, "reasons": reasons}))
+        card = model_card.with_gate(card, {**decided, "reasons": reasons})
+        save_card(spec.name, version, card)
     log.info("model %s version %s: %s", spec.name, version, "; ".join(reasons))
-    return GateResult(int(version), event == "promoted", alias, previous, reasons)
+    waiting = event == AWAITING
+    text = approval_request(spec, int(version), previous, reasons, card) if waiting else ""
+    return GateResult(int(version), event == "promoted", alias, previous, reasons, waiting, text)
 
 
-def route(spec: ModelSpec, decision: gate.Decision, previous: int | None):
-    """(event, alias, reasons): with a shadow period in the spec, a candidate that passes the
-    offline gate against a champion becomes challenger and waits for live evidence."""
+def approval_request(
+    spec: ModelSpec, version: int, previous: int | None, reasons: list[str], card: dict | None
+) -> str:
+    """What the person asked to approve reads (Markdown): the gate's reasons and the card."""
+    before = f"v{previous}" if previous is not None else "none"
+    lines = [
+        f"**{spec.name} v{version}** passed the gate and waits for your approval to become the "
+        f"champion (now: {before}). Unanswered within {spec.gate.approval_timeout_hours:g} h it "
+        "is not promoted.",
+        "",
+        "**The gate's reasons**",
+        "",
+        *[f"- {r}" for r in reasons],
+        "",
+    ]
+    return "\n".join(lines) + ("\n" + model_card.markdown(card) if card else "")
+
+
+def route(
+    spec: ModelSpec, decision: gate.Decision, previous: int | None
+) -> tuple[str, str | None, list[str]]:
+    """(event, alias, reasons): a candidate that passes the gate waits for a person where the
+    spec asks for approval (no alias moves); with a shadow period in the spec, one that passes
+    against a champion becomes challenger and waits for live evidence."""
     if not decision.promote:
         return "rejected", CHALLENGER, decision.reasons
+    if spec.gate.approval == "required":
+        note = (
+            "passed the gate: waits for a person's approval (gate.approval), champion only "
+            f"once approved within {spec.gate.approval_timeout_hours:g} h"
+        )
+        return AWAITING, None, [*decision.reasons, note]
     days = spec.shadow.required_days
     if days and previous is not None:
         note = (

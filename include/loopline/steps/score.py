@@ -30,6 +30,7 @@ from loopline.adapters import lake, model_store, warehouse
 from loopline.core import faults
 from loopline.core.columns import ENTITY_ID
 from loopline.core.errors import NoChampionError, PermanentError, PredictionInputError
+from loopline.core.explain import contributions, top_reasons
 from loopline.core.features import input_columns, typed_frame
 from loopline.core.spec import ModelSpec
 
@@ -137,8 +138,11 @@ def load_champion(spec: ModelSpec, version: int, run_id: str) -> Champion:
     return Champion(spec.name, version, run_id, model)
 
 
-def score_chunk(spec: ModelSpec, champion: Champion, chunk: pd.DataFrame) -> pa.Table:
-    """Entity id, score and predicted label of each row of the chunk."""
+def score_chunk(
+    spec: ModelSpec, champion: Champion, chunk: pd.DataFrame, reasons: int = 0
+) -> pa.Table:
+    """Entity id, score and predicted label of each row of the chunk; with ``reasons``, also
+    that many top features of each row by |contribution| and their contributions."""
     inputs = typed_frame(spec, chunk)[champion.required_columns or input_columns(spec)]
     if spec.is_classifier:
         score = champion.model.predict_proba(inputs)[:, 1]
@@ -146,13 +150,28 @@ def score_chunk(spec: ModelSpec, champion: Champion, chunk: pd.DataFrame) -> pa.
     else:
         score = np.asarray(champion.model.predict(inputs), dtype=float)
         label = pa.nulls(len(score), pa.int32())
-    return pa.table(
-        {
-            "entity_id": pa.array(chunk[ENTITY_ID].astype(str).to_numpy(dtype=object)),
-            "score": pa.array(score, pa.float64()),
-            "predicted_label": label,
-        }
-    )
+    columns = {
+        "entity_id": pa.array(chunk[ENTITY_ID].astype(str).to_numpy(dtype=object)),
+        "score": pa.array(score, pa.float64()),
+        "predicted_label": label,
+    }
+    if reasons:
+        columns |= _reason_columns(spec, champion, inputs, reasons)
+    return pa.table(columns)
+
+
+def _reason_columns(
+    spec: ModelSpec, champion: Champion, inputs: pd.DataFrame, top: int
+) -> dict[str, pa.Array]:
+    values, names = contributions(spec, champion.model, inputs, list(inputs.columns))
+    features, amounts = top_reasons(values, names, top)
+    columns, rows = {}, len(inputs)
+    for i in range(top):
+        found = i < features.shape[1]  # a model of fewer features has fewer reasons
+        feature = pa.array(features[:, i], pa.string()) if found else pa.nulls(rows, pa.string())
+        amount = pa.array(amounts[:, i], pa.float64()) if found else pa.nulls(rows, pa.float64())
+        columns[f"feature_{i + 1}"], columns[f"contribution_{i + 1}"] = feature, amount
+    return columns
 
 
 def _check_columns(spec: ModelSpec, champion: Champion, shard: ScoringShard) -> list[str]:
@@ -178,9 +197,11 @@ def score_shard(spec: ModelSpec, shard: ScoringShard, champion: Champion | None 
     columns = _check_columns(spec, champion, shard)
     started = time.monotonic()
 
+    reasons = spec.explain.top if spec.explain.reasons and shard.role == "champion" else 0
+
     def scored() -> Iterator[pa.Table]:
         for chunk in lake.read_batches(shard.path, columns, spec.processing.batch_rows):
-            yield score_chunk(spec, champion, chunk)
+            yield score_chunk(spec, champion, chunk, reasons)
 
     day = dt.date.fromisoformat(shard.day)
     rows = warehouse.stage_predictions(spec.name, day, shard.attempt, shard.index, scored())

@@ -73,6 +73,8 @@ def test_analysts_read_the_predictions_tables_and_views(analyst):
     assert analyst.fetchone() == (2,)
     analyst.execute("SELECT model_version, rows, positive_share FROM warehouse.predictions_daily")
     assert analyst.fetchall() == [(3, 2, 0.5)]
+    analyst.execute("SELECT count(*) FROM warehouse.prediction_reasons")  # opt-in per spec
+    assert analyst.fetchone() == (0,)
 
 
 @pytest.mark.parametrize(

@@ -264,7 +264,7 @@ def overview(client):
 
 def row_of(page: str, model: str) -> str:
     found = re.search(
-        rf'<tr class="model" data-model="{model}">(.*?)</tr>(?=<tr class="model"|'
+        rf'<tr class="model" data-model="{model}">(.*?)</tr>\s*(?=<tr class="model"|'
         r"</tbody>)",
         page,
         flags=re.S,
@@ -274,7 +274,7 @@ def row_of(page: str, model: str) -> str:
 
 
 def cell(row: str, name: str) -> str:
-    found = re.search(rf'<td class="{name}">(.*?)</td>(?=<td class="|$)', row, flags=re.S)
+    found = re.search(rf'<td class="{name}">(.*?)</td>\s*(?=<td class="|$)', row, flags=re.S)
     assert found, name
     return found.group(1)
 
@@ -481,7 +481,7 @@ def test_every_spec_gets_a_row_and_its_text_is_escaped(client, world, tmp_path, 
     page = get(client, "/loopline/").text
     assert re.findall(r'data-model="(\w+)"', page) == ["churn", "spend"]
     spend = row_of(page, "spend")
-    assert "<script>" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in spend
+    assert "<script>" not in page and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in spend
     shown = text_of(spend)
     for empty in ("no champion yet", "no drift check yet", "no decision yet"):
         assert empty in shown
@@ -493,21 +493,15 @@ def test_every_spec_gets_a_row_and_its_text_is_escaped(client, world, tmp_path, 
 
 
 def test_charts_of_a_single_day_and_of_no_data():
-    from loopline.airflow.ui_pages import performance_svg, quarantine_svg
+    from loopline.airflow.ui.pages import performance_svg, quarantine_svg
+    from loopline.core.records import PerformanceDay, ValidatedDay
 
-    one = [
-        {
-            "partition_date": dt.date(2026, 1, 5),
-            "model_version": 3,
-            "rows": 10,
-            "primary_metric": "rmse",
-            "value": 2.5,
-            "reference": 2.5,
-            "degraded": True,
-        }
-    ]
-    svg = performance_svg(one, 200, 100)
+    one = PerformanceDay(dt.date(2026, 1, 5), 3, 10, "rmse", 2.5, 2.5, None, True)
+    svg = performance_svg([one], 200, 100)
     assert svg.count("<circle") == 1 and "degraded (1)" in svg and "nan" not in svg
-    assert "no labelled predictions yet" in performance_svg([{**one[0], "value": None}], 200, 100)
-    bars = quarantine_svg([{"partition_date": "2026-01-05", "rows_read": 0}], 100, 20)
+    assert svg.count("<text") == 5  # three value ticks, one day, the holdout's label
+    unmeasured = PerformanceDay(dt.date(2026, 1, 5), 3, 10, "rmse", None, 2.5, None, False)
+    assert "no labelled predictions yet" in performance_svg([unmeasured], 200, 100)
+    bars = quarantine_svg([ValidatedDay(dt.date(2026, 1, 5), 0, 0, 0, True)], 100, 20)
     assert bars.count("<rect") == 1 and "0 of 0 rows" in bars
+    assert quarantine_svg([], 100, 20) == ""

@@ -135,14 +135,14 @@ def test_rerunning_a_day_replaces_it_exactly_and_removes_the_superseded_files(pi
     second = run_day("churn_daily", START)
     assert first.state == second.state == "success"
     now = published(START)
-    assert now["attempt"] != old["attempt"] and now["run_id"] == second.run_id
+    assert now.attempt != old.attempt and now.run_id == second.run_id
     pd.testing.assert_frame_equal(
         clean_frame(START).drop(columns="run_id"), before.drop(columns="run_id")
     )
     assert warehouse.count_rows("quarantine", "churn") == 6
     assert warehouse.count_rows("ingested_files", "churn") == 1
-    assert lake.attempts_of_day("churn", START) == [now["attempt"]]  # the old one is gone
-    assert storage.list_tree(storage.join(now["location"], "_work")) == []
+    assert lake.attempts_of_day("churn", START) == [now.attempt]  # the old one is gone
+    assert storage.list_tree(storage.join(now.location, "_work")) == []
 
 
 def test_a_broken_replacement_leaves_the_published_day_whole(pipeline):

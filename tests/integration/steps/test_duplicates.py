@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from loopline.adapters import lake
-from loopline.steps import validate
+from loopline.steps import publish
 from loopline.steps.ingest import ShardResult
 from loopline.steps.publish import find_duplicates
 
@@ -31,7 +31,7 @@ def keys_file(folder, index: int, ids: list[str], clean: list[bool] | None = Non
 @pytest.mark.parametrize("hashes", ["real", "all colliding"])
 def test_every_repeat_after_the_first_is_found_exactly(tmp_path, monkeypatch, hashes):
     if hashes == "all colliding":  # only the text comparison can tell the ids apart now
-        monkeypatch.setattr(validate, "_hash_ids", lambda keys: np.zeros(keys.num_rows, np.uint64))
+        monkeypatch.setattr(publish, "_hash_ids", lambda keys: np.zeros(keys.num_rows, np.uint64))
     shards = [
         keys_file(tmp_path, 0, ["a", "b", "c", "b"], clean=[True, True, True, False]),
         keys_file(tmp_path, 1, ["c", "d", "a", "e", "a"]),

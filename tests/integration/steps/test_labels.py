@@ -44,7 +44,7 @@ def test_revalidating_a_day_keeps_the_label_rows_quarantined_on_it(pipeline):
     assert held["reasons"][0][0]["detail"] == "churned is 5, not 0/1, true/false or yes/no"
     assert held["record"][0]["churned"] == 5
     input_rows = warehouse.count_rows("quarantine", "churn", [DAY])
-    assert input_rows == first["rows_quarantined"] == 0
+    assert input_rows == first.rows_quarantined == 0
 
 
 def test_binary_labels_may_be_sent_as_true_false_or_yes_no(pipeline):

@@ -151,7 +151,7 @@ def test_daily_dag_scores_every_clean_row_with_the_champion(first_training):
     run = run_day("churn_daily", SCORE_DAY)
     assert run.state == "success", task_states(run)
     scored = warehouse.predictions("churn", SCORE_DAY)
-    assert len(scored) == ROWS == warehouse.published_partition("churn", SCORE_DAY)["rows_clean"]
+    assert len(scored) == ROWS == warehouse.published_partition("churn", SCORE_DAY).rows_clean
     assert scored.entity_id.is_unique
     champion = model_store.store().champion("churn")
     assert set(scored.model_version) == {int(champion.version)}
@@ -190,6 +190,54 @@ def test_concurrent_scoring_of_one_day_never_duplicates(first_training):
     assert errors == []
     scored = warehouse.predictions("churn", SCORE_DAY)
     assert len(scored) == ROWS and scored.dag_run_id.nunique() == 1  # one copy's rows, whole
+
+
+def test_opt_in_reasons_are_each_predictions_top_contributions(first_training, tmp_path):
+    """With explain.reasons the day's predictions each get their top 3 features by
+    |contribution| (TreeSHAP), swapped with the predictions; a re-run replaces them, and a spec
+    that stops asking leaves the day without reasons, never with stale ones."""
+    from loopline.core.explain import contributions
+    from loopline.core.features import input_columns
+    from loopline.steps.score import score_day
+
+    from ...conftest import write_spec
+
+    specs = tmp_path / "specs"
+    write_spec(specs, explain={"reasons": True, "top": 3})
+    os.environ["LOOPLINE_SPECS_DIR"] = str(specs)
+    try:
+        spec = get_spec("churn")
+        score_day(spec, SCORE_DAY, dag_run_id="reasons")
+        score_day(spec, SCORE_DAY, dag_run_id="reasons-again")
+        scored = warehouse.predictions("churn", SCORE_DAY)
+        reasons = warehouse.prediction_reasons("churn", SCORE_DAY)
+        assert reasons.entity_id.tolist() == scored.entity_id.tolist()  # one row each, no more
+        assert set(reasons.model_version) == set(scored.model_version)
+        amounts = reasons[["contribution_1", "contribution_2", "contribution_3"]].abs()
+        assert (amounts.diff(axis=1).iloc[:, 1:] <= 1e-12).all().all()  # largest first
+        assert set(reasons.feature_1) <= set(input_columns(spec))
+        # The same contributions as the model's own TreeSHAP on the published rows.
+        rows = read_labelled_day(spec)
+        model = model_store.store().load_version("churn", int(scored.model_version[0]))
+        values, names = contributions(spec, model, rows)
+        first = rows[ENTITY_ID].astype(str).tolist().index(reasons.entity_id[0])
+        top = int(np.argmax(np.abs(values[first])))
+        assert reasons.feature_1[0] == names[top]
+        assert reasons.contribution_1[0] == pytest.approx(values[first, top], abs=1e-5)
+        write_spec(specs, explain={"reasons": False})
+        score_day(get_spec("churn"), SCORE_DAY, dag_run_id="no-reasons")
+        assert warehouse.prediction_reasons("churn", SCORE_DAY).empty
+    finally:
+        os.environ.pop("LOOPLINE_SPECS_DIR", None)
+
+
+def read_labelled_day(spec) -> pd.DataFrame:
+    from loopline.adapters import lake
+    from loopline.core.features import typed_frame
+
+    pointer = warehouse.published_partition(spec.name, SCORE_DAY)
+    frames = [frame for f in pointer.files for frame in lake.read_batches(f.path)]
+    return typed_frame(spec, pd.concat(frames, ignore_index=True))
 
 
 def test_a_missing_model_column_fails_the_prediction_clearly(first_training, tmp_path, monkeypatch):

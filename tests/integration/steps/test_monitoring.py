@@ -163,6 +163,54 @@ def test_covariate_shift_flags_exactly_the_shifted_features_and_retraining_respe
     with open(report) as html:
         page = html.read()
     assert "monthly_charges" in page and page.count("data:image/png;base64") == 2
+    assert "attributions (mean |SHAP| on its holdout)" in page  # the verdict's weights
+
+    # Each scored day was estimated before its labels, beside the realized value once they came.
+    estimated = {e.partition_date: e for e in warehouse.estimated_days("churn")}
+    assert sorted(estimated) == [day(i) for i in range(SEEDED, 24)]
+    assert {e.model_version for e in estimated.values()} == {1}
+    assert all(e.low < e.value < e.high and e.reference for e in estimated.values())
+    realized = [p for p in warehouse.performance_days("churn") if p.value is not None]
+    inside = [
+        estimated[p.partition_date].low <= p.value <= estimated[p.partition_date].high
+        for p in realized
+    ]
+    shown = [
+        (
+            str(p.partition_date),
+            round(estimated[p.partition_date].value, 3),
+            round(estimated[p.partition_date].low, 3),
+            round(estimated[p.partition_date].high, 3),
+            round(p.value, 3),
+            round(estimated[p.partition_date].reference, 3),
+        )
+        for p in realized
+    ]
+    assert len(realized) >= 8 and sum(inside) >= 0.75 * len(realized), shown  # P(y|x) held
+
+    # Asked for, the estimate decides: a shift the model copes with does not retrain.
+    from loopline.core.retraining import TrainingRuns
+    from loopline.steps.decide_retraining import decide_and_record
+    from loopline.steps.estimate import estimated_drop
+
+    churn = get_spec("churn")
+    asking = churn.model_copy(
+        update={"drift": churn.drift.model_copy(update={"require_estimated_drop": True})}
+    )
+    drop = estimated_drop(asking, triggered[0])
+    decision = decide_and_record(
+        asking,
+        triggered[0],
+        source="drift",
+        signal=True,
+        signal_text="the shift",
+        report_id=None,
+        training_runs=TrainingRuns(),
+        dag_run_id="estimate-asked",
+    )
+    assert decision.triggered is drop.dropped
+    if not drop.dropped:
+        assert "require_estimated_drop" in decision.reason and drop.text in decision.reason
 
 
 def test_a_learned_shift_stops_alarming_after_promotion(world):

@@ -218,3 +218,30 @@ def test_detect_flags_exactly_the_shifted_features_reports_absent_ones_and_says_
     without = detect(spec, profile, same.drop(columns=["age"]))
     [age] = [f for f in without.features if f.feature == "age"]
     assert age.decision == "absent" and without.drifted_features == ["age"]
+
+
+def test_the_verdict_weighs_a_shift_by_what_the_model_attributes_to_the_feature():
+    """The same shift of two features: one the model rests on trips the dataset verdict, one
+    it ignores does not; the weights are shares and say where they came from."""
+    from loopline.dev.simulate import Scenario, generate_day
+
+    spec = get_spec("churn").model_copy(update={"drift": Drift(dataset_threshold=0.3)})
+    day = dt.date(2026, 1, 1)
+    reference, _ = generate_day(day, 0, rows=6000, seed=1)
+    shifted, _ = generate_day(
+        day, 5, rows=3000, seed=1, scenarios=[Scenario("covariate_shift", strength=1.0)]
+    )
+    ignored = {name: 1.0 for name in spec.feature_names}
+    ignored |= {"monthly_charges": 0.0, "days_since_last_login": 0.0}
+    relied = ignored | {"monthly_charges": 20.0}
+    for importance, drifts in ((ignored, False), (relied, True)):
+        profile = build_profile(spec, reference, importance=importance)
+        profile.importance_kind = "attribution"
+        result = detect(spec, profile, shifted)
+        assert sorted(result.drifted_features) == ["days_since_last_login", "monthly_charges"]
+        assert result.dataset_drift is drifts, result.drifted_share
+        assert sum(result.weights.values()) == pytest.approx(1.0)
+        assert result.weighted_by == "attribution"
+    unweighted = detect(spec, build_profile(spec, reference), shifted)
+    assert unweighted.weighted_by == "equal"
+    assert unweighted.drifted_share == pytest.approx(2 / len(spec.feature_names))

@@ -149,3 +149,30 @@ def test_run_start_finds_the_first_day_of_the_run_reaching_today():
 def test_unknown_sources_are_refused():
     with pytest.raises(ValueError, match="unknown retraining source"):
         rule(source="weather")
+
+
+def test_a_drift_that_asks_for_an_estimated_drop_retrains_only_on_one():
+    from loopline.core.estimate import EstimatedDrop
+
+    asking = DRIFT.model_copy(update={"require_estimated_drop": True})
+    signal = {
+        "source": "drift",
+        "signal": True,
+        "signal_text": "drifted features ['monthly_charges']",
+        "recent_flags": [True, True, True],
+        "days_since_trigger": None,
+        "training_runs": TrainingRuns(),
+        "new_labels": 5000,
+        "policy": POLICY,
+    }
+    holds = EstimatedDrop("roc_auc", 0.84, 0.85, standard_error=0.01, tolerance=0.03)
+    drops = EstimatedDrop("roc_auc", 0.75, 0.85, standard_error=0.01, tolerance=0.03)
+    kept = decide(asking, **signal, estimated=holds)
+    assert not kept.triggered and "require_estimated_drop" in kept.reason
+    assert "estimated roc_auc 0.8400 (CBPE) is not clearly below" in kept.reason
+    assert decide(asking, **signal, estimated=drops).triggered
+    blind = decide(asking, **signal, estimated=None)
+    assert not blind.triggered and "no estimate of the day" in blind.reason
+    assert decide(DRIFT, **signal, estimated=holds).triggered  # not asked: drift is enough
+    performance = decide(asking, **(signal | {"source": "performance"}), estimated=holds)
+    assert performance.triggered  # the labels' own verdict needs no estimate

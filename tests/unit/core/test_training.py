@@ -20,17 +20,14 @@ from loopline.core.training import (
 )
 from loopline.dev.simulate import generate_day
 
+from ..frames import labelled_days as simulated_days
+
 SPEC = get_spec("churn")
 START = dt.date(2026, 1, 1)
 
 
 def labelled_days(n: int, rows: int = 300) -> pd.DataFrame:
-    frames = []
-    for i in range(n):
-        day = START + dt.timedelta(days=i)
-        frame, label = generate_day(day, i, rows=rows, seed=2)
-        frames.append(frame.assign(**{PARTITION_DATE: day, LABEL: label.astype(float)}))
-    return typed_frame(SPEC, pd.concat(frames, ignore_index=True))
+    return simulated_days(SPEC, n, rows, seed=2)
 
 
 def test_split_is_by_time_and_never_shuffled():

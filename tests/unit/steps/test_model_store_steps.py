@@ -11,25 +11,21 @@ import pytest
 from loopline.adapters import model_store
 from loopline.adapters.memory_store import MemoryModelStore
 from loopline.adapters.specs import get_spec
-from loopline.core.columns import LABEL, PARTITION_DATE
+from loopline.core.columns import LABEL
 from loopline.core.drift import build_profile
 from loopline.core.errors import PermanentError
-from loopline.core.features import input_columns, typed_frame
+from loopline.core.features import input_columns
 from loopline.core.registry import BASELINE, CANDIDATE, CHAMPION, TrainingLog
 from loopline.core.training import fit_baseline, fit_xgboost, score, split_by_time
-from loopline.dev.simulate import generate_day
+
+from ..frames import labelled_days as simulated_days
 
 SPEC = get_spec("churn")
 START = dt.date(2026, 1, 1)
 
 
 def labelled_days(n: int, rows: int = 300) -> pd.DataFrame:
-    frames = []
-    for i in range(n):
-        day = START + dt.timedelta(days=i)
-        frame, label = generate_day(day, i, rows=rows, seed=3)
-        frames.append(frame.assign(**{PARTITION_DATE: day, LABEL: label.astype(float)}))
-    return typed_frame(SPEC, pd.concat(frames, ignore_index=True))
+    return simulated_days(SPEC, n, rows, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +86,14 @@ def test_evaluation_registers_a_version_with_its_card_and_reference(store, train
     reference = store.reference_profile(run_id)
     assert reference.score is not None and reference.score.n == len(training.holdout)
     assert set(reference.numeric) == set(training.profile.numeric)
+    # ... and weighs each feature by its share of the final model's attributions.
+    assert reference.importance_kind == "attribution"
+    assert sum(reference.importance.values()) == pytest.approx(1.0)
+    explained = card["attributions"]
+    assert explained["rows"] == len(training.holdout)
+    top = next(iter(explained["overall"]))
+    assert reference.importance[top] == max(reference.importance.values())
+    assert set(explained["slices"]) == set(SPEC.slices)
 
 
 def test_a_second_evaluation_is_the_next_version_and_aliases_follow_the_store(store, training):

@@ -11,9 +11,10 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment
 from markupsafe import Markup
 
+from loopline.adapters.reports import template_environment
 from loopline.airflow.ui import charts
 from loopline.core.metrics import GREATER_IS_BETTER
 
@@ -101,13 +102,7 @@ def approval_url(root: str, name: str, dag_run_id: str | None) -> str:
 
 @cache
 def environment() -> Environment:
-    env = Environment(
-        loader=PackageLoader("loopline.airflow.ui", "templates"),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    env = template_environment("loopline.airflow.ui")
     env.filters.update(
         number=charts.number,
         when=when,
