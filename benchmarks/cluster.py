@@ -66,22 +66,39 @@ def write_spec(folder: Path, shard_rows: int) -> None:
 
 
 def write_day(day: dt.date, index: int, rows: int, files: int, *, labels: bool) -> list[str]:
-    """A simulated day into the cluster's S3 landing zone, cut into ``files`` files."""
-    from loopline.adapters import storage
-    from loopline.dev.simulate import generate_day
+    """A simulated day into the cluster's S3 landing zone, cut into ``files`` files, chunk by
+    chunk (a day of any size: ids unique across the day, as ``loopline simulate`` writes)."""
+    import pyarrow as pa
+    from loopline.adapters import lake, storage
+    from loopline.dev.simulate import generate_chunks
 
-    frame, label = generate_day(day, index, rows=rows, seed=11)
-    paths = []
-    for part in range(files):
-        path = f"{os.environ['LOOPLINE_LANDING']}/churn/date={day}/part-{part:03d}.parquet"
-        storage.write_frame(frame.iloc[part::files], path)
-        paths.append(path)
+    paths = [
+        f"{os.environ['LOOPLINE_LANDING']}/churn/date={day}/part-{part:03d}.parquet"
+        for part in range(files)
+    ]
+    answers, writers = [], None
+    for frame, label in generate_chunks(day, index, rows=rows, seed=11):
+        if writers is None:
+            schema = pa.Table.from_pandas(frame, preserve_index=False).schema
+            writers = [lake.ParquetPart(path, schema).__enter__() for path in paths]
+        for part, writer in enumerate(writers):  # every file a slice of every chunk
+            writer.write_frame(frame.iloc[part::files])
+        if labels:
+            answers.append(
+                pd.DataFrame(
+                    {
+                        "customer_id": frame["customer_id"],
+                        "partition_date": str(day),
+                        "churned": label,
+                    }
+                )
+            )
+    for writer in writers:
+        writer.__exit__(None, None, None)
     if labels:
-        answers = pd.DataFrame(
-            {"customer_id": frame["customer_id"], "partition_date": str(day), "churned": label}
-        )
         storage.write_frame(
-            answers, f"{os.environ['LOOPLINE_LABELS']}/churn/date={day}/labels-{day}.parquet"
+            pd.concat(answers, ignore_index=True),
+            f"{os.environ['LOOPLINE_LABELS']}/churn/date={day}/labels-{day}.parquet",
         )
     return paths
 

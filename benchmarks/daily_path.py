@@ -199,9 +199,11 @@ def predict_floor(spec) -> tuple[float, float]:
     predictions table's two indexes (the floor of landing them where analysts read them)."""
     import io
 
+    import numpy as np
     import pandas as pd
     import pyarrow.parquet as pq
     from loopline.adapters import model_store, warehouse
+    from loopline.core.columns import ENTITY_ID
     from loopline.core.features import input_columns
 
     champion = model_store.store().champion("churn")
@@ -215,9 +217,10 @@ def predict_floor(spec) -> tuple[float, float]:
     cursor = raw.cursor()
     cursor.execute("CREATE TEMP TABLE floor_out (entity_id text, score float8)")
     started = time.perf_counter()
-    columns = ["entity_id", *input_columns(spec)]
+    columns = [ENTITY_ID, *input_columns(spec)]  # the lake's own id column (marked)
     frame = pd.concat([pq.read_table(f.path, columns=columns).to_pandas() for f in files])
-    score = booster.inplace_predict(prep.transform(frame[input_columns(spec)]).to_numpy())
+    frame = frame.rename(columns={ENTITY_ID: "entity_id"})
+    score = booster.inplace_predict(np.asarray(prep.transform(frame[input_columns(spec)])))
     buffer = io.StringIO()
     pd.DataFrame({"entity_id": frame["entity_id"], "score": score}).to_csv(
         buffer, index=False, header=False
