@@ -1,18 +1,16 @@
 """What a model did, as plain text: the CLI's ``summary`` and ``history`` and ``make run``'s
-closing summary print these lines. They read what the Models view reads (:mod:`overview` and
-the warehouse's typed records it is built from), so a terminal and the UI cannot tell two
-stories."""
+closing summary print these lines. They read through :mod:`overview`, as the Models view does,
+so a terminal and the UI cannot tell two stories."""
 
 from __future__ import annotations
 
-from loopline.adapters import warehouse
 from loopline.adapters.specs import get_spec
 from loopline.steps import overview
 
 
 def days(model: str) -> list[str]:
     """One line per day: rows read, clean, quarantined, scored, by which version, its status."""
-    found = warehouse.validated_days(model)
+    found = overview.days(model)
     lines = [f"{'date':<12}{'read':>7}{'clean':>7}{'quar.':>7}{'scored':>8}{'model':>7}  status"]
     for d in found:
         version = f"v{d.scored_by}" if d.scored_by else "-"
@@ -30,7 +28,7 @@ def days(model: str) -> list[str]:
 def monitoring(model: str) -> list[str]:
     """The drift verdict of every checked day, the first drift's report, and every retraining
     decision that triggered or said more than "no"."""
-    checks = warehouse.drift_checks(model)
+    checks, decisions = overview.monitoring(model)
     lines = [
         f"  {c.partition_date}  {'DRIFT' if c.dataset_drift else 'ok   '} share "
         f"{c.drifted_share or 0:.2f}  {', '.join(c.drifted_features) or '-'}"
@@ -41,7 +39,7 @@ def monitoring(model: str) -> list[str]:
         lines.append(f"  report of the first drift: {drifted[0].report_uri}")
     lines += [
         f"  {d.partition_date} {d.source:<11} {'TRIGGERED: ' if d.triggered else ''}{d.reason}"
-        for d in warehouse.decision_records(model)
+        for d in decisions
         if d.triggered or not d.reason.startswith("no ")
     ]
     return lines
@@ -51,7 +49,7 @@ def champion(model: str) -> list[str]:
     """The gate's events, then the champion with its holdout metrics (the Models view's)."""
     lines = [
         f"  {e.created_at:%H:%M:%S} v{e.version} {e.event}: {'; '.join(e.reasons)}"
-        for e in warehouse.history(model)
+        for e in overview.history(model)
     ]
     found = overview.summary(get_spec(model))
     if found.champion is None:
@@ -66,7 +64,7 @@ def champion(model: str) -> list[str]:
 
 def history(model: str) -> list[str]:
     """Every promotion, rejection and rollback, oldest first, with the champion it replaced."""
-    events = warehouse.history(model)
+    events = overview.history(model)
     if not events:
         return [f"{model}: no promotions, rejections or rollbacks yet"]
     lines = []

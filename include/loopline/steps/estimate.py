@@ -1,9 +1,10 @@
 """Estimate a scored day's performance before its labels (binary classifiers): the day's
 served scores stream, per version, into a histogram; CBPE (``loopline.core.estimate``), with
 the version's score-to-rate map fitted on its holdout, turns it into an estimated primary
-metric and accuracy at the decision threshold, each with its sampling band; the same estimate on the version's holdout scores (its reference profile) is
-the level a drop is judged against. Stored in ``warehouse.estimated_performance``, beside the
-realized performance the labels bring later."""
+metric and accuracy at the decision threshold, each with its sampling band; the same estimate
+on the version's holdout scores (its reference profile) is the level a drop is judged against.
+Stored in ``warehouse.estimated_performance``, beside the realized performance the labels bring
+later."""
 
 from __future__ import annotations
 

@@ -122,6 +122,22 @@ def detail(name: str) -> ModelDetail:
     )
 
 
+def history(name: str) -> list[ModelEvent]:
+    """The model's promotions, rejections, rollbacks and approvals, oldest first."""
+    return warehouse.history(get_spec(name).name)
+
+
+def monitoring(name: str) -> tuple[list[DriftCheck], list[RetrainDecisionRecord]]:
+    """Every drift check and every retraining decision of the model, oldest first."""
+    model = get_spec(name).name
+    return warehouse.drift_checks(model), warehouse.decision_records(model)
+
+
+def days(name: str) -> list[ValidatedDay]:
+    """Every validated day with its counts and predictions, oldest first."""
+    return warehouse.validated_days(get_spec(name).name)
+
+
 def drift_report(name: str, report_id: int) -> bytes:
     """The HTML drift report of one check of a model."""
     found = [c for c in warehouse.drift_checks(get_spec(name).name) if c.id == int(report_id)]

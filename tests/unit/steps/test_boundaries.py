@@ -53,3 +53,27 @@ def test_the_mlflow_store_answers_in_loopline_records(verb):
     assert hints.get("return") == typing.get_type_hints(getattr(registry.ModelStore, verb)).get(
         "return"
     ), f"{verb}: the MLflow store's answer differs from the interface's"
+
+
+@pytest.mark.parametrize(
+    "module", ["loopline.steps.digest", "loopline.airflow.ui.pages", "loopline.airflow.ui.app"]
+)
+def test_the_terminal_and_the_models_view_read_through_one_module(module: str):
+    """What a model did reaches the CLI and the UI through ``steps.overview`` alone: neither
+    reads the warehouse or the model store itself (or a column name)."""
+    import ast
+    import importlib.util
+
+    source = Path(importlib.util.find_spec(module).origin).read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported |= {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+    store_or_sql = {
+        "loopline.adapters.warehouse",
+        "loopline.adapters.model_store",
+    }
+    assert not {i for i in imported if any(i.startswith(s) for s in store_or_sql)}
+    assert not any(i.endswith((".warehouse", ".model_store")) for i in imported), imported
