@@ -14,8 +14,8 @@ Stages (library calls, as the tasks make them), each against its floor:
   ``score_shard`` + ``swap_day``); floor: read the columns, ``Booster.inplace_predict``, bare COPY;
 - drift: stream a one-day window into the champion's sketches and compare (``run_drift_check``);
   floor: read the window's columns and compare in memory;
-- reasons: the predict stage again with each prediction's top three reasons (``explain.reasons``;
-  its extra time is their cost);
+- reasons, reasons_approx: the predict stage again with each prediction's top three reasons
+  (``explain.reasons``, TreeSHAP and then Saabas's approximation; the extra time is their cost);
 - shadow: the predict stage again with a challenger in shadow (its extra time is the cost of
   shadow deployment);
 - scale-out: the day's 2 shards scored by 2 processes at once vs both by 1 process;
@@ -293,7 +293,8 @@ def stage_reasons(path: str) -> dict:
     from loopline.steps.score import score_day
 
     spec = get_spec("churn")
-    spec = spec.model_copy(update={"explain": Explain(reasons=True, top=3)})
+    method = os.environ.get("BENCH_REASONS", "exact")
+    spec = spec.model_copy(update={"explain": Explain(reasons=True, top=3, method=method)})
     empty_the_day()
     now = pd.Timestamp.now(tz="UTC")
     seconds, result = timed(score_day, spec, DAY, dag_run_id="bench-reasons", scored_at=now)
@@ -368,6 +369,7 @@ STAGES = {
     "validate": stage_validate,
     "predict": stage_predict,
     "reasons": stage_reasons,
+    "reasons_approx": stage_reasons,
     "drift": stage_drift,
     "shadow": stage_shadow,
     "train": stage_train,
@@ -379,6 +381,7 @@ WARM_UP = {
     "validate": ["loopline.steps.validate", "great_expectations"],
     "predict": ["loopline.steps.score", "mlflow.sklearn", "xgboost"],
     "reasons": ["loopline.steps.score", "mlflow.sklearn", "xgboost"],
+    "reasons_approx": ["loopline.steps.score", "mlflow.sklearn", "xgboost"],
     "drift": ["loopline.steps.check_drift", "scipy.stats", "mlflow"],
     "shadow": ["loopline.steps.score", "mlflow.sklearn", "xgboost"],
     "train": ["loopline.steps.train", "mlflow.sklearn", "xgboost"],
@@ -400,7 +403,7 @@ def child(stage: str, path: str) -> None:
 def in_fresh_process(stage: str, path: str, env: dict) -> dict:
     result = subprocess.run(
         [sys.executable, __file__, "--child", stage, "--path", path],
-        env={**os.environ, **env},
+        env={**os.environ, **env, "BENCH_REASONS": "approximate" if "approx" in stage else "exact"},
         capture_output=True,
         text=True,
         check=False,
@@ -522,7 +525,8 @@ def main() -> None:
                 f"{Path(path).stat().st_size / 2**20:,.0f} MiB), each stage in a fresh process:"
             )
             results, sizes = {}, {}
-            for stage in ("ingest", "validate", "predict", "reasons", "drift", "shadow"):
+            stages = ("ingest", "validate", "predict", "reasons", "reasons_approx", "drift")
+            for stage in (*stages, "shadow"):
                 result = results[stage] = in_fresh_process(stage, path, env)
                 print(line(stage, result), flush=True)
                 if stage == "predict":  # before the shadow stage re-scores the day
@@ -534,12 +538,14 @@ def main() -> None:
                         f"with the predictions' two indexes): {result['landing_floor']:.2f}s",
                         flush=True,
                     )
-            reasons = results["reasons"]["seconds"] - results["predict"]["seconds"]
-            print(
-                f"{'':>11}per-prediction reasons (explain.reasons) add {reasons:.2f}s to scoring "
-                f"the day: {reasons / (args.rows / 1e6):.2f}s per million rows "
-                f"({reasons / results['predict']['seconds']:.0%} of the predict stage)"
-            )
+            for stage, method in (("reasons", "exact"), ("reasons_approx", "approximate")):
+                reasons = results[stage]["seconds"] - results["predict"]["seconds"]
+                print(
+                    f"{'':>11}per-prediction reasons (explain.reasons, method {method}) add "
+                    f"{reasons:.2f}s to scoring the day: {reasons / (args.rows / 1e6):.2f}s per "
+                    f"million rows ({reasons / results['predict']['seconds']:.0%} of the "
+                    "predict stage)"
+                )
             extra = results["shadow"]["seconds"] - results["predict"]["seconds"]
             print(
                 f"{'':>11}shadow deployment adds {extra:.2f}s to scoring the day "

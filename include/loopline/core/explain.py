@@ -31,11 +31,17 @@ MIN_SLICE_ROWS = 30  # fewer rows of a slice value: its attributions are too noi
 
 
 def contributions(
-    spec: ModelSpec, model: Any, frame: pd.DataFrame, columns: list[str] | None = None
+    spec: ModelSpec,
+    model: Any,
+    frame: pd.DataFrame,
+    columns: list[str] | None = None,
+    *,
+    approximate: bool = False,
 ) -> tuple[np.ndarray, list]:
     """Per row and input feature, the feature's contribution to the margin (bias dropped), and
     the features' names in column order. ``columns``: the model's inputs (the spec's by
-    default; a version trained on an older spec has its own)."""
+    default; a version trained on an older spec has its own). ``approximate``: Saabas's
+    per-tree path contributions instead of TreeSHAP (they also add up to the margin)."""
     pipeline = base_pipeline(model)
     prepared, estimator = pipeline.named_steps["features"], pipeline.named_steps["model"]
     inputs = frame[columns if columns is not None else input_columns(spec)]
@@ -45,6 +51,7 @@ def contributions(
     values = estimator.get_booster().predict(
         xgb.DMatrix(matrix),
         pred_contribs=True,
+        approx_contribs=approximate,
         iteration_range=(0, best + 1) if best is not None else (0, 0),
     )
     return values[:, :-1], [str(n) for n in prepared.get_feature_names_out()]

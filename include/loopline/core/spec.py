@@ -240,6 +240,10 @@ class Explain(_Strict):
 
     reasons: bool = False
     top: int = Field(3, ge=1, le=3)
+    # "exact": TreeSHAP (199 s per million rows on a 300-tree model, 12x its scoring);
+    # "approximate": Saabas contributions (15 s per million), the same top feature for ~9 rows
+    # in 10 (docs/benchmarks.md).
+    method: Literal["exact", "approximate"] = "exact"
 
 
 CANDIDATES = ("window", "recent", "post_change")

@@ -163,7 +163,10 @@ def score_chunk(
 def _reason_columns(
     spec: ModelSpec, champion: Champion, inputs: pd.DataFrame, top: int
 ) -> dict[str, pa.Array]:
-    values, names = contributions(spec, champion.model, inputs, list(inputs.columns))
+    approximate = spec.explain.method == "approximate"
+    values, names = contributions(
+        spec, champion.model, inputs, list(inputs.columns), approximate=approximate
+    )
     features, amounts = top_reasons(values, names, top)
     columns, rows = {}, len(inputs)
     for i in range(top):

@@ -76,3 +76,13 @@ def test_top_reasons_are_the_largest_contributions_of_each_row():
     assert amounts.tolist() == [[-0.5, 0.2, 0.1], [0.3, 0.0, 0.0]]
     wide, _ = top_reasons(values[:, :2], ["a", "b"], k=3)
     assert wide.shape == (2, 2)
+
+
+def test_approximate_contributions_add_up_too_and_mostly_agree_on_the_top_reason(fitted):
+    model, data = fitted
+    exact, names = contributions(SPEC, model, data.holdout)
+    approx, same = contributions(SPEC, model, data.holdout, approximate=True)
+    assert names == same
+    assert np.allclose(exact.sum(axis=1) - approx.sum(axis=1), 0, atol=1e-3)  # same margins
+    top = (np.abs(exact).argmax(axis=1) == np.abs(approx).argmax(axis=1)).mean()
+    assert 0.6 < top < 1.0  # an approximation: mostly, not always, the same top feature
