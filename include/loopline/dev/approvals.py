@@ -11,12 +11,18 @@ from loopline.dev.stack import LocalAirflow
 APPROVE, REJECT = "Approve", "Reject"
 
 
+WAITING = ("awaiting_input", "deferred")  # the task is parked and an answer resumes it
+
+
 def pending(airflow: LocalAirflow, model: str) -> list[dict]:
-    """The model's unanswered approval requests, oldest first (Airflow's hitlDetails)."""
+    """The model's unanswered approval requests whose task waits for the answer, oldest first
+    (Airflow's hitlDetails; the operator writes its request a moment before its task parks,
+    and only a parked task is resumed by the answer itself, so a request is answered once its
+    task waits)."""
     found = airflow.api(
         "GET", f"dags/{model}_train/dagRuns/~/hitlDetails?response_received=false&limit=100"
     )
-    return found.get("hitl_details", [])
+    return [d for d in found.get("hitl_details", []) if d["task_instance"].get("state") in WAITING]
 
 
 def answer(airflow: LocalAirflow, model: str, *, approve: bool, comment: str) -> dict:
