@@ -387,7 +387,7 @@ def test_a_days_drift_check_and_its_trigger_rerun_replace_never_add(world):
     """A re-run of the day's drift check replaces its report; a re-run of the trigger for the
     day upserts its decision (one per model, day and source)."""
     case("monitoring-reruns-replace")
-    from loopline.core.retraining import TrainingRuns
+    from loopline.core.retraining import Signal, TrainingRuns
     from loopline.steps.check_drift import run_drift_check
     from loopline.steps.decide_retraining import decide_and_record
 
@@ -397,10 +397,7 @@ def test_a_days_drift_check_and_its_trigger_rerun_replace_never_add(world):
         decide_and_record(
             spec,
             DAY,
-            source="drift",
-            signal=report.dataset_drift,
-            signal_text=report.text,
-            report_id=report.report_id,
+            Signal.from_result("drift", report.as_dict()),
             training_runs=TrainingRuns(),
             dag_run_id="rerun",
         )
@@ -417,7 +414,7 @@ def test_retraining_for_one_change_is_bounded_however_long_it_hurts(world):
     """Follow-ups skip the cool-down, so they must be bounded: after 1 + max_follow_ups
     retrainings for a change, no day of degraded performance triggers another."""
     case("follow-ups-bounded")
-    from loopline.core.retraining import TrainingRuns
+    from loopline.core.retraining import Signal, TrainingRuns
     from loopline.steps.decide_retraining import decide_and_record
 
     spec = get_spec("churn")
@@ -438,13 +435,9 @@ def test_retraining_for_one_change_is_bounded_however_long_it_hurts(world):
     decision = decide_and_record(
         spec,
         DAY,
-        source="performance",
-        signal=True,
-        signal_text="still degraded",
-        report_id=None,
+        Signal("performance", True, "still degraded", None, change, True, "x"),
         training_runs=TrainingRuns(),
         dag_run_id="bounded",
-        evidence={"change_date": change.isoformat(), "below_before": True, "below_text": "x"},
     )
     assert not decision.triggered
     assert f"at most {spec.retraining.max_follow_ups} per change" in decision.reason

@@ -59,11 +59,11 @@ class RetrainTriggerOperator(TriggerDagRunOperator):
 
     def execute(self, context: Context) -> dict | None:
         from loopline.adapters.specs import get_spec
-        from loopline.core.retraining import TrainingRuns
+        from loopline.core.retraining import Signal, TrainingRuns
         from loopline.steps.decide_retraining import decide_and_record
 
         ti, day = context["ti"], partition_date(context)
-        signal = ti.xcom_pull(task_ids=self.signal_task_id) or {}
+        signal = Signal.from_result(self.source, ti.xcom_pull(task_ids=self.signal_task_id))
         run_id = f"retrain__{self.model}__{day.isoformat()}__{self.source}"
         runs = TrainingRuns(
             running=ti.get_dr_count(dag_id=self.trigger_dag_id, states=["running"]),
@@ -73,14 +73,10 @@ class RetrainTriggerOperator(TriggerDagRunOperator):
             decision = decide_and_record(
                 get_spec(self.model),
                 day,
-                source=self.source,
-                signal=bool(signal.get("signal")),
-                signal_text=str(signal.get("text", "no signal (upstream skipped)")),
-                report_id=signal.get("report_id"),
+                signal,
                 training_runs=runs,
                 dag_run_id=context["run_id"],
                 train_run_id=run_id,
-                evidence=signal,
             )
         self.log.info("retrain decision for %s on %s: %s", self.model, day, decision.reason)
         if not decision.triggered:
@@ -92,7 +88,7 @@ class RetrainTriggerOperator(TriggerDagRunOperator):
         self.trigger_run_id = run_id
         self.conf = {
             "reason": decision.reason,
-            "report_id": signal.get("report_id"),
+            "report_id": signal.report_id,
             "end_date": (day + dt.timedelta(days=1)).isoformat(),
             "source": self.source,
             "change_date": decision.change_date.isoformat() if decision.change_date else None,

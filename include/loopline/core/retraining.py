@@ -37,6 +37,40 @@ class Change:
 
 
 @dataclass(frozen=True)
+class Signal:
+    """What the upstream check told the trigger: whether it fired, why, the drift report it
+    wrote, and (from the performance signal) the first day below the live level and whether
+    realized performance is still below the level before the change."""
+
+    source: str
+    fired: bool
+    text: str
+    report_id: int | None = None
+    change_date: dt.date | None = None
+    below_before: bool = False
+    below_text: str = ""
+
+    @classmethod
+    def from_result(cls, source: str, result: dict | None) -> Signal:
+        """From the check's result as the trigger receives it (its ``as_dict``); no result (the
+        check was skipped): no signal."""
+        if source not in SOURCES:
+            raise ValueError(f"unknown retraining source '{source}' (one of {SOURCES})")
+        if not result:
+            return cls(source, False, "no signal (upstream skipped)")
+        change = result.get("change_date")
+        return cls(
+            source,
+            fired=bool(result.get("signal")),
+            text=str(result.get("text", "")),
+            report_id=result.get("report_id"),
+            change_date=dt.date.fromisoformat(str(change)) if change else None,
+            below_before=bool(result.get("below_before")),
+            below_text=str(result.get("below_text", "")),
+        )
+
+
+@dataclass(frozen=True)
 class OpenChange:
     """A change a retraining was already triggered for."""
 

@@ -15,6 +15,7 @@ from loopline.core.retraining import (
     Change,
     Learning,
     RetrainDecision,
+    Signal,
     TrainingRuns,
     decide,
     run_start,
@@ -34,21 +35,19 @@ def new_labelled_rows(spec: ModelSpec, day: dt.date) -> int:
     return warehouse.count_labels_after(spec.name, since, day)
 
 
-def change_of(spec: ModelSpec, source: str, day: dt.date, signal: dict) -> Change | None:
+def change_of(spec: ModelSpec, day: dt.date, signal: Signal) -> Change | None:
     """When the world changed, by the signal's own evidence: the first day of the run of drift
     verdicts, or the first labelled day below the live level (the performance signal's)."""
-    if source == "drift":
+    if signal.source == "drift":
         verdicts = warehouse.drift_verdicts(spec.name, day, spec.training.window_days)
         first = run_start(verdicts)
         return Change(first, "drift", "first day of the run of drift verdicts") if first else None
-    found = signal.get("change_date")
-    if not found:
+    if signal.change_date is None:
         return None
-    first = dt.date.fromisoformat(str(found))
-    return Change(first, "performance", "first labelled day below the live level")
+    return Change(signal.change_date, "performance", "first labelled day below the live level")
 
 
-def learning_state(spec: ModelSpec, day: dt.date, source: str, signal: dict) -> Learning:
+def learning_state(spec: ModelSpec, day: dt.date, signal: Signal) -> Learning:
     """The change being learned, the post-change labelled rows newer than its last retraining's
     data, and whether realized performance is still below the level before it."""
     open_change = open_change_of(spec, day)
@@ -56,8 +55,8 @@ def learning_state(spec: ModelSpec, day: dt.date, source: str, signal: dict) -> 
         return Learning()
     first, until = open_change.first_day, open_change.labelled_until
     before_first = first - dt.timedelta(days=1)
-    if source == "performance":
-        below, text = bool(signal.get("below_before")), str(signal.get("below_text", ""))
+    if signal.source == "performance":
+        below, text = signal.below_before, signal.below_text
     else:
         below, text = _latest_below(spec, day)
     since = warehouse.performance(spec.name, first, day)
@@ -86,31 +85,26 @@ def _latest_below(spec: ModelSpec, day: dt.date) -> tuple[bool, str]:
 def decide_and_record(
     spec: ModelSpec,
     day: dt.date,
+    signal: Signal,
     *,
-    source: str,
-    signal: bool,
-    signal_text: str,
-    report_id: int | None,
     training_runs: TrainingRuns,
     dag_run_id: str | None,
     train_run_id: str | None = None,
-    evidence: dict | None = None,
 ) -> RetrainDecision:
-    """``evidence``: the upstream signal's result (its change day and, for performance, whether
-    it is below the level before the change)."""
-    evidence = evidence or {}
-    change = change_of(spec, source, day, evidence) if signal else None
+    """Decide on the day's signal and record the decision; ``train_run_id``: the run id a
+    triggered training will have."""
+    change = change_of(spec, day, signal) if signal.fired else None
     decision = decide(
         spec.drift,
-        source=source,
-        signal=signal,
-        signal_text=signal_text,
+        source=signal.source,
+        signal=signal.fired,
+        signal_text=signal.text,
         recent_flags=warehouse.recent_drift_flags(spec.name, day, spec.drift.persistence_m),
         days_since_trigger=warehouse.days_since_last_trigger(spec.name, day),
         training_runs=training_runs,
-        new_labels=new_labelled_rows(spec, day) if signal else 0,
+        new_labels=new_labelled_rows(spec, day) if signal.fired else 0,
         change=change,
-        learning=learning_state(spec, day, source, evidence),
+        learning=learning_state(spec, day, signal),
         policy=spec.retraining,
         trainable_until=day + dt.timedelta(days=1 - spec.labels.delay_days),
         estimated=estimated_drop(spec, day) if spec.drift.require_estimated_drop else None,
@@ -119,10 +113,10 @@ def decide_and_record(
         RetrainDecisionRecord(
             model=spec.name,
             partition_date=day,
-            source=source,
+            source=signal.source,
             triggered=decision.triggered,
             reason=decision.reason,
-            report_id=report_id,
+            report_id=signal.report_id,
             train_run_id=train_run_id if decision.triggered else None,
             dag_run_id=dag_run_id,
             change_date=decision.change_date,

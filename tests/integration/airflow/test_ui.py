@@ -36,7 +36,7 @@ def make_world(root: Path) -> dict:
     LOOPLINE_* there): v1 promoted, v2 rejected (same data), ten scored days, a quiet and a
     drifted check, a suppressed retraining decision, realized performance, bad rows."""
     from loopline.adapters.specs import get_spec
-    from loopline.core.retraining import TrainingRuns
+    from loopline.core.retraining import Signal, TrainingRuns
     from loopline.dev.simulate import Scenario, simulate
     from loopline.steps.check_drift import run_drift_check
     from loopline.steps.decide_retraining import decide_and_record
@@ -74,10 +74,7 @@ def make_world(root: Path) -> dict:
     decision = decide_and_record(
         spec,
         SCORED[-1],
-        source="drift",
-        signal=checks[-1].dataset_drift,
-        signal_text=checks[-1].text,
-        report_id=checks[-1].report_id,
+        Signal.from_result("drift", checks[-1].as_dict()),
         training_runs=TrainingRuns(),
         dag_run_id="world",
     )

@@ -189,7 +189,7 @@ def test_covariate_shift_flags_exactly_the_shifted_features_and_retraining_respe
     assert len(realized) >= 8 and sum(inside) >= 0.75 * len(realized), shown  # P(y|x) held
 
     # Asked for, the estimate decides: a shift the model copes with does not retrain.
-    from loopline.core.retraining import TrainingRuns
+    from loopline.core.retraining import Signal, TrainingRuns
     from loopline.steps.decide_retraining import decide_and_record
     from loopline.steps.estimate import estimated_drop
 
@@ -201,10 +201,7 @@ def test_covariate_shift_flags_exactly_the_shifted_features_and_retraining_respe
     decision = decide_and_record(
         asking,
         triggered[0],
-        source="drift",
-        signal=True,
-        signal_text="the shift",
-        report_id=None,
+        Signal("drift", True, "the shift"),
         training_runs=TrainingRuns(),
         dag_run_id="estimate-asked",
     )

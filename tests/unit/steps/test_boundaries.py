@@ -77,3 +77,29 @@ def test_the_terminal_and_the_models_view_read_through_one_module(module: str):
     }
     assert not {i for i in imported if any(i.startswith(s) for s in store_or_sql)}
     assert not any(i.endswith((".warehouse", ".model_store")) for i in imported), imported
+
+
+def test_the_trigger_reads_each_checks_result_whole():
+    """The retraining trigger receives the drift and performance checks' results through XCom
+    (their ``as_dict``): every field it decides on comes back typed, and a skipped check is no
+    signal."""
+    import datetime as dt
+
+    from loopline.core.retraining import Signal
+    from loopline.steps.check_drift import DriftCheckResult
+    from loopline.steps.labels import PerformanceSignal
+
+    drift = DriftCheckResult(7, True, ["tenure"], 0.4, 2, "file:///r.html")
+    assert Signal.from_result("drift", drift.as_dict()) == Signal(
+        "drift", True, drift.text, report_id=7
+    )
+    below = PerformanceSignal(
+        True, "0.71 < 0.80", change_date="2026-03-02", below_before=True, below_text="0.71"
+    )
+    assert Signal.from_result("performance", below.as_dict()) == Signal(
+        "performance", True, "0.71 < 0.80", None, dt.date(2026, 3, 2), True, "0.71"
+    )
+    skipped = Signal.from_result("performance", None)
+    assert not skipped.fired and "skipped" in skipped.text
+    with pytest.raises(ValueError, match="unknown retraining source"):
+        Signal.from_result("weather", drift.as_dict())
