@@ -19,7 +19,7 @@ import json
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -897,8 +897,13 @@ def drift_verdicts(
 
 
 def replace_performance(
-    model: str, day: dt.date, rows: pd.DataFrame, url: str | None = None
+    model: str, day: dt.date, measured: Sequence[PerformanceDay], url: str | None = None
 ) -> None:
+    """The scored day's realized performance, one row per version (replacing a re-run's)."""
+    rows = pd.DataFrame(
+        [{**asdict(m), "metrics": json.dumps(dict(m.metrics))} for m in measured],
+        columns=[f.name for f in fields(PerformanceDay)],
+    ).drop(columns="partition_date")
     with partition_transaction(model, day, url) as cursor:
         _replace(cursor, "model_performance", model, day, rows)
 
@@ -909,7 +914,8 @@ def performance(
     """Realized performance per scored day and version (optionally of days ``start..end``)."""
     sql = (
         f"SELECT partition_date, model_version, rows, primary_metric, value, reference, "
-        f"live_reference, degraded FROM {SCHEMA}.model_performance WHERE model = %(model)s"
+        f"live_reference, degraded, metrics FROM {SCHEMA}.model_performance "
+        "WHERE model = %(model)s"
     )
     params: dict = {"model": model}
     if start is not None:
@@ -1077,6 +1083,7 @@ def performance_days(model: str, url: str | None = None) -> list[PerformanceDay]
             reference=_float(r.reference),
             live_reference=_float(r.live_reference),
             degraded=bool(_optional(r.degraded)),
+            metrics=r.metrics,
         )
         for r in performance(model, url=url).itertuples(index=False)
     ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -161,6 +161,7 @@ class PerformanceDay:
     reference: float | None  # the version's holdout value
     live_reference: float | None  # the live level before the change (or the window)
     degraded: bool
+    metrics: Mapping[str, float] = field(default_factory=dict)  # every metric of the spec
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import pandas as pd
 from loopline.adapters import landing, model_store, settings, storage, warehouse
 from loopline.core.errors import LabelFileError
 from loopline.core.metrics import gain, metrics, standard_error
+from loopline.core.records import PerformanceDay
 from loopline.core.retraining import OpenChange, run_start
 from loopline.core.spec import ModelSpec
 from loopline.steps.ingest import day_folder
@@ -219,13 +220,13 @@ def _degraded(
     return below
 
 
-def realized_performance(spec: ModelSpec, scored_day: dt.date) -> pd.DataFrame:
+def realized_performance(spec: ModelSpec, scored_day: dt.date) -> list[PerformanceDay]:
     """Metrics of the predictions made for ``scored_day`` against their labels, per model
     version, stored in ``warehouse.model_performance`` (replacing that day's rows): each day is
     compared with the version's holdout, the live level before (the change or the window) and
     the spec's SLO."""
     joined = warehouse.labelled_predictions(spec.name, scored_day, scored_day)
-    primary, rows = spec.primary_metric, []
+    primary, measured = spec.primary_metric, []
     live = level_before(spec, scored_day)
     for version, part in joined.groupby("model_version"):
         labels, scores = part["label"].to_numpy(), part["score"].to_numpy()
@@ -233,20 +234,21 @@ def realized_performance(spec: ModelSpec, scored_day: dt.date) -> pd.DataFrame:
         reference = model_store.store().version(spec.name, int(version)).holdout_value(primary)
         value = result.get(primary)
         references = {"holdout": reference, "live": live, "slo": spec.metric.slo}
-        rows.append(
-            {
-                "model_version": int(version),
-                "rows": len(part),
-                "metrics": json.dumps({k: v for k, v in result.items() if v == v}),
-                "primary_metric": primary,
-                "value": value if value == value else None,
-                "reference": reference,
-                "live_reference": live.value,
-                "degraded": bool(_degraded(spec, value, labels, scores, references)),
-            }
+        measured.append(
+            PerformanceDay(
+                partition_date=scored_day,
+                model_version=int(version),
+                rows=len(part),
+                primary_metric=primary,
+                value=value if value == value else None,
+                reference=reference,
+                live_reference=live.value,
+                degraded=bool(_degraded(spec, value, labels, scores, references)),
+                metrics={k: v for k, v in result.items() if v == v},
+            )
         )
-    warehouse.replace_performance(spec.name, scored_day, pd.DataFrame(rows))
-    return pd.DataFrame(rows)
+    warehouse.replace_performance(spec.name, scored_day, measured)
+    return measured
 
 
 @dataclass(frozen=True)

@@ -312,6 +312,9 @@ def test_overview_plots_realized_performance_per_day(overview, world):
 
     measured = warehouse.performance("churn")
     assert len(measured) == len(SCORED) and set(measured.model_version) == {1}
+    # What the step measured is what the view reads back: every metric, each level, each day.
+    assert warehouse.performance_days("churn") == [p for day in world["performance"] for p in day]
+    assert {"roc_auc", "log_loss"} <= set(world["performance"][0][0].metrics)
     plot = cell(row_of(overview, "churn"), "performance")
     assert plot.count("<circle") == len(SCORED)
     first = measured.iloc[0]
