@@ -50,12 +50,14 @@ class Signal:
     below_before: bool = False
     below_text: str = ""
 
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"unknown retraining source '{self.source}' (one of {SOURCES})")
+
     @classmethod
     def from_result(cls, source: str, result: dict | None) -> Signal:
         """From the check's result as the trigger receives it (its ``as_dict``); no result (the
         check was skipped): no signal."""
-        if source not in SOURCES:
-            raise ValueError(f"unknown retraining source '{source}' (one of {SOURCES})")
         if not result:
             return cls(source, False, "no signal (upstream skipped)")
         change = result.get("change_date")
@@ -155,10 +157,8 @@ def belongs_to(change: Change | None, open_change: OpenChange | None) -> bool:
 
 def decide(
     settings: Drift,
+    signal: Signal,
     *,
-    source: str,
-    signal: bool,
-    signal_text: str,
     recent_flags: list[bool],
     days_since_trigger: int | None,
     training_runs: TrainingRuns,
@@ -173,35 +173,29 @@ def decide(
     the first-trigger rules, and a first trigger waits until a training would have labelled
     rows after the change (``trainable_until``: the newest labelled day a training triggered
     now could use): before that it could learn nothing of the new world."""
-    if source not in SOURCES:
-        raise ValueError(f"unknown retraining source '{source}' (one of {SOURCES})")
     learning, policy = learning or Learning(), policy or Retraining()
     if belongs_to(change, learning.open_change):
         return follow_up(
-            source=source,
-            signal=signal,
-            signal_text=signal_text,
+            signal,
             training_runs=training_runs,
             learning=learning,
             policy=policy,
         )
     decision = first_trigger(
         settings,
-        source=source,
-        signal=signal,
-        signal_text=signal_text,
+        signal,
         recent_flags=recent_flags,
         days_since_trigger=days_since_trigger,
         training_runs=training_runs,
         new_labels=new_labels,
         estimated=estimated,
     )
-    first_day = change.first_day if change is not None and signal else None
+    first_day = change.first_day if change is not None and signal.fired else None
     if decision.triggered and first_day and trainable_until and trainable_until < first_day:
         return RetrainDecision(
             False,
             f"suppressed: waiting for labels after the change of {first_day}: a training now "
-            f"would see labelled days up to {trainable_until} only ({signal_text})",
+            f"would see labelled days up to {trainable_until} only ({signal.text})",
             first_day,
         )
     return RetrainDecision(decision.triggered, decision.reason, first_day)
@@ -209,10 +203,8 @@ def decide(
 
 def first_trigger(
     settings: Drift,
+    signal: Signal,
     *,
-    source: str,
-    signal: bool,
-    signal_text: str,
     recent_flags: list[bool],
     days_since_trigger: int | None,
     training_runs: TrainingRuns,
@@ -222,8 +214,9 @@ def first_trigger(
     """Persistence, an estimated drop where the spec asks for one (a covariate shift the model
     copes with does not retrain), cool-down, active runs and new labels, for the first signal
     of a change."""
-    if not signal:
-        return RetrainDecision(False, f"no {source} signal: {signal_text}")
+    source = signal.source
+    if not signal.fired:
+        return RetrainDecision(False, f"no {source} signal: {signal.text}")
     if source == "drift":
         window = recent_flags[: settings.persistence_m]
         if sum(window) < settings.persistence_k:
@@ -259,14 +252,12 @@ def first_trigger(
         if training_runs.queued
         else ""
     )
-    return RetrainDecision(True, f"{source}: {signal_text}{note}")
+    return RetrainDecision(True, f"{source}: {signal.text}{note}")
 
 
 def follow_up(
+    signal: Signal,
     *,
-    source: str,
-    signal: bool,
-    signal_text: str,
     training_runs: TrainingRuns,
     learning: Learning,
     policy: Retraining,
@@ -280,9 +271,9 @@ def follow_up(
     def suppressed(why: str) -> RetrainDecision:
         return RetrainDecision(False, f"suppressed: {why}", change.first_day)
 
-    if source == "drift":
-        if not signal:
-            return RetrainDecision(False, f"no drift signal: {signal_text}", change.first_day)
+    if signal.source == "drift":
+        if not signal.fired:
+            return RetrainDecision(False, f"no drift signal: {signal.text}", change.first_day)
         if learning.below_before:
             return suppressed(
                 f"drift of {since}: follow-ups come with its labels (the labels DAG), "
@@ -296,7 +287,7 @@ def follow_up(
     if not learning.below_before and not grown:
         return RetrainDecision(
             False,
-            f"no performance signal: {signal_text}; {learning.below_text}; post-change labelled "
+            f"no performance signal: {signal.text}; {learning.below_text}; post-change labelled "
             f"rows {learning.post_change_rows_now}, {learning.post_change_rows_used} when last "
             f"retrained ({since})",
             change.first_day,

@@ -96,9 +96,7 @@ def decide_and_record(
     change = change_of(spec, day, signal) if signal.fired else None
     decision = decide(
         spec.drift,
-        source=signal.source,
-        signal=signal.fired,
-        signal_text=signal.text,
+        signal,
         recent_flags=warehouse.recent_drift_flags(spec.name, day, spec.drift.persistence_m),
         days_since_trigger=warehouse.days_since_last_trigger(spec.name, day),
         training_runs=training_runs,

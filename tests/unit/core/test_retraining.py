@@ -10,6 +10,7 @@ from loopline.core.retraining import (
     Change,
     Learning,
     OpenChange,
+    Signal,
     TrainingRuns,
     decide,
     run_start,
@@ -25,18 +26,17 @@ def day(n: int) -> dt.date:
     return D + dt.timedelta(days=n)
 
 
-def rule(**kwargs):
+def rule(
+    source: str = "performance", fired: bool = True, text: str = "realized 0.70 vs 0.80", **kwargs
+):
     args = {
-        "source": "performance",
-        "signal": True,
-        "signal_text": "realized 0.70 vs 0.80",
         "recent_flags": [],
         "days_since_trigger": None,
         "training_runs": TrainingRuns(),
         "new_labels": 5000,
         "policy": POLICY,
     } | kwargs
-    return decide(DRIFT, **args)
+    return decide(DRIFT, Signal(source, fired, text), **args)
 
 
 def opened(retrainings: int = 1, labelled_until: int = 5) -> OpenChange:
@@ -55,7 +55,7 @@ def test_the_first_rules_still_hold_persistence_cooldown_runs_and_labels():
     assert "cool-down" in rule(days_since_trigger=2).reason
     assert "running" in rule(training_runs=TrainingRuns(running=1)).reason
     assert "min_new_labels" in rule(new_labels=10).reason
-    assert rule(signal=False).reason.startswith("no performance signal")
+    assert rule(fired=False).reason.startswith("no performance signal")
 
 
 def test_a_first_trigger_waits_until_a_training_would_see_labels_after_the_change():
@@ -91,7 +91,7 @@ def test_follow_ups_are_bounded_per_change():
 
 def test_no_follow_up_once_performance_is_back():
     learning = Learning(opened(), new_post_change_rows=5000, below_before=False, below_text="ok")
-    decision = rule(change=None, learning=learning, signal=False, signal_text="fine")
+    decision = rule(change=None, learning=learning, fired=False, text="fine")
     assert not decision.triggered and decision.reason.startswith("no performance signal")
 
 
@@ -116,13 +116,13 @@ def test_drift_while_learning_leaves_follow_ups_to_the_labels():
 
 def test_follow_ups_go_on_while_the_change_hurt_and_its_data_doubles():
     grown = Learning(opened(), hurt=True, post_change_rows_used=3000, post_change_rows_now=6000)
-    decision = rule(change=None, learning=grown, signal=False)
+    decision = rule(change=None, learning=grown, fired=False)
     assert decision.triggered and decision.follow_up
     assert "grew from 3000 to 6000" in decision.reason
     not_yet = Learning(opened(), hurt=True, post_change_rows_used=3000, post_change_rows_now=5000)
-    assert not rule(change=None, learning=not_yet, signal=False).triggered
+    assert not rule(change=None, learning=not_yet, fired=False).triggered
     harmless = Learning(opened(), hurt=False, post_change_rows_used=3000, post_change_rows_now=9000)
-    assert not rule(change=None, learning=harmless, signal=False).triggered
+    assert not rule(change=None, learning=harmless, fired=False).triggered
 
 
 def test_a_run_of_bad_days_that_begins_after_the_change_is_a_new_change():
@@ -149,16 +149,16 @@ def test_run_start_finds_the_first_day_of_the_run_reaching_today():
 def test_unknown_sources_are_refused():
     with pytest.raises(ValueError, match="unknown retraining source"):
         rule(source="weather")
+    with pytest.raises(ValueError, match="unknown retraining source"):
+        Signal.from_result("weather", {"signal": True})
 
 
 def test_a_drift_that_asks_for_an_estimated_drop_retrains_only_on_one():
     from loopline.core.estimate import EstimatedDrop
 
     asking = DRIFT.model_copy(update={"require_estimated_drop": True})
-    signal = {
-        "source": "drift",
-        "signal": True,
-        "signal_text": "drifted features ['monthly_charges']",
+    drifted = Signal("drift", True, "drifted features ['monthly_charges']")
+    context = {
         "recent_flags": [True, True, True],
         "days_since_trigger": None,
         "training_runs": TrainingRuns(),
@@ -167,12 +167,13 @@ def test_a_drift_that_asks_for_an_estimated_drop_retrains_only_on_one():
     }
     holds = EstimatedDrop("roc_auc", 0.84, 0.85, standard_error=0.01, tolerance=0.03)
     drops = EstimatedDrop("roc_auc", 0.75, 0.85, standard_error=0.01, tolerance=0.03)
-    kept = decide(asking, **signal, estimated=holds)
+    kept = decide(asking, drifted, **context, estimated=holds)
     assert not kept.triggered and "require_estimated_drop" in kept.reason
     assert "estimated roc_auc 0.8400 (CBPE) is not clearly below" in kept.reason
-    assert decide(asking, **signal, estimated=drops).triggered
-    blind = decide(asking, **signal, estimated=None)
+    assert decide(asking, drifted, **context, estimated=drops).triggered
+    blind = decide(asking, drifted, **context, estimated=None)
     assert not blind.triggered and "no estimate of the day" in blind.reason
-    assert decide(DRIFT, **signal, estimated=holds).triggered  # not asked: drift is enough
-    performance = decide(asking, **(signal | {"source": "performance"}), estimated=holds)
+    assert decide(DRIFT, drifted, **context, estimated=holds).triggered  # not asked: drift suffices
+    labelled = Signal("performance", True, drifted.text)
+    performance = decide(asking, labelled, **context, estimated=holds)
     assert performance.triggered  # the labels' own verdict needs no estimate
