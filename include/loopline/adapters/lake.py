@@ -9,6 +9,11 @@ day's quarantine and validation results, in one transaction). Readers only ever 
 a pointer names, so a killed run, a failed validation or two concurrent runs of one day never
 show a half-written or mixed day. Work files of a shard (its bad rows, its entity-id keys) live
 in the attempt's ``_work/`` folder and are deleted after publishing.
+
+A day's re-run retires the attempt it replaced rather than deleting it: a task that read the
+pointer before (a scoring of the day, a training's window, a drift check) reads those files
+whole, and the attempt is removed by the first publish of the model's days after
+``RETIRED_SECONDS`` (its note under ``<lake>/clean/<model>/_retired/`` says since when).
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ LINEAGE = own.LINEAGE
 LEASE_SECONDS = 15 * 60
 LEASE_RENEW_SECONDS = 30
 STALE_SECONDS = 6 * 3600
+# A replaced attempt stays readable this long for the tasks that resolved the day before the
+# re-run published (the longest: a training reading its window, minutes at 10M rows a day).
+RETIRED_SECONDS = 2 * 3600
 QUARANTINE_SCHEMA = pa.schema(
     [
         ("source_file", pa.string()),
@@ -128,20 +136,51 @@ def discard_parts(*paths: str) -> None:
         storage.delete(path)
 
 
+def retired_folder(model: str) -> str:
+    return storage.join(settings.lake_root(), "clean", model, "_retired")
+
+
+def retire(model: str, day: dt.date, folder: str, now: float) -> None:
+    """Note that ``folder`` (an attempt of ``day``) is no longer published, as of ``now``."""
+    note = storage.join(retired_folder(model), f"{day.isoformat()}-{storage.name_of(folder)}")
+    storage.write_bytes(note, f"{now}\n{folder}".encode())
+
+
+def sweep_retired(model: str, now: float) -> set[str]:
+    """Remove the model's attempts retired more than ``RETIRED_SECONDS`` ago (folder first, then
+    its note: a sweep killed in between finds the note again); returns the folders still kept."""
+    kept = set()
+    for note in storage.list_tree(retired_folder(model)):
+        found = storage.read_bytes_if_any(note.path)
+        if found is None:  # removed by a concurrent sweep
+            continue
+        since, folder = found.decode().split("\n", 1)
+        if now - float(since) <= RETIRED_SECONDS:
+            kept.add(folder)
+            continue
+        storage.delete_tree(folder)
+        storage.delete(note.path)
+    return kept
+
+
 def after_publish(
     model: str, day: dt.date, attempt: str, superseded: str | None, now: float
 ) -> None:
     """The lake's garbage collection once ``attempt`` is the day's published one: its work
-    files, the attempt it superseded (folder ``superseded``), and attempts left by killed runs
-    (lease not renewed for ``LEASE_SECONDS``; older ones without a lease: untouched for
-    ``STALE_SECONDS``). Readers never see any of these: they read the pointer's files only."""
-    storage.delete_tree(storage.join(attempt_folder(model, day, attempt), "_work"))
-    if superseded is not None and superseded != attempt_folder(model, day, attempt):
-        storage.delete_tree(superseded)
+    files; the attempt it superseded (folder ``superseded``) is retired, and so stays readable
+    for ``RETIRED_SECONDS``; attempts retired longer ago, of any day of the model, are removed,
+    and so are attempts left by killed runs (lease not renewed for ``LEASE_SECONDS``; older
+    ones without a lease: untouched for ``STALE_SECONDS``). New readers never see any of these:
+    they read the pointer's files only."""
+    published = attempt_folder(model, day, attempt)
+    storage.delete_tree(storage.join(published, "_work"))
+    if superseded is not None and superseded != published:
+        retire(model, day, superseded, now)
+    kept = sweep_retired(model, now)
     for other in attempts_of_day(model, day):
-        if other == attempt:
-            continue
         folder = attempt_folder(model, day, other)
+        if other == attempt or folder in kept:
+            continue
         age = lease_age(model, day, other, now)
         if age is not None:
             stale = age > LEASE_SECONDS

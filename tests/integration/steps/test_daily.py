@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import os
 import threading
+import time
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -128,7 +129,7 @@ def test_the_lake_holds_one_typed_column_per_feature_plus_lineage(pipeline):
     assert files.loc[0, "rows"] == ROWS
 
 
-def test_rerunning_a_day_replaces_it_exactly_and_removes_the_superseded_files(pipeline):
+def test_rerunning_a_day_replaces_it_exactly_and_retires_the_superseded_files(pipeline):
     write_days(pipeline, n=1, scenarios=[Scenario("bad_rows", strength=0.02)])
     first = run_day("churn_daily", START)
     before, old = clean_frame(START), published(START)
@@ -141,8 +142,14 @@ def test_rerunning_a_day_replaces_it_exactly_and_removes_the_superseded_files(pi
     )
     assert warehouse.count_rows("quarantine", "churn") == 6
     assert warehouse.count_rows("ingested_files", "churn") == 1
-    assert lake.attempts_of_day("churn", START) == [now.attempt]  # the old one is gone
+    # the old attempt is retired: readers that resolved the day before still read it whole,
+    # and the first publish after lake.RETIRED_SECONDS removes it
+    assert sorted(lake.attempts_of_day("churn", START)) == sorted([old.attempt, now.attempt])
     assert storage.list_tree(storage.join(now.location, "_work")) == []
+    later = time.time() + lake.RETIRED_SECONDS + 1
+    lake.after_publish("churn", START, now.attempt, None, later)
+    assert lake.attempts_of_day("churn", START) == [now.attempt]
+    assert storage.list_tree(lake.retired_folder("churn")) == []
 
 
 def test_a_broken_replacement_leaves_the_published_day_whole(pipeline):
