@@ -42,8 +42,10 @@ CASES = {
     "scored (no SQL identifier)",
     "xgboost-refused-names": "feature names with <, [ and ] (XGBoost refuses them as its own) "
     "train and score end to end: XGBoost sees positions, the card the names",
-    "same-day-at-once": "two runs of one day validating and scoring at once: the day is one "
-    "run's rows, its predictions exactly those ids; the stale swap is refused",
+    "same-day-at-once": "two runs of one day validating and scoring at once (forced: one "
+    "scores the attempt the other has just replaced): the replaced attempt is retired, not "
+    "deleted, so the scoring reads it whole; the day is one run's rows, its predictions exactly "
+    "those ids; the stale swap is refused",
     "kill-validate.shard_written": "kill -9 after a shard wrote its files: the published day "
     "stays; the re-run publishes; the dead attempt's files are never read",
     "kill-publish.in_transaction": "kill -9 inside the publish transaction: rolled back, the "
