@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,20 @@ def test_the_daily_dag_ingests_from_s3_and_accounts_for_every_row(team_setup):
         clean = pq.ParquetFile(local).metadata.num_rows
     quarantined = warehouse.count_rows("quarantine", "churn", [day])
     assert clean + quarantined == files["rows"][0] == ROWS
+
+
+def test_a_rerun_on_s3_retires_the_attempt_it_replaced_until_a_later_sweep(team_setup):
+    from loopline.adapters import lake
+
+    old = warehouse.published_partition("churn", START)
+    validate_day(get_spec("churn"), START, run_id="rerun-on-s3")
+    new = warehouse.published_partition("churn", START)
+    assert new.location.startswith(team_setup["LOOPLINE_LAKE"]) and new.attempt != old.attempt
+    assert sorted(lake.attempts_of_day("churn", START)) == sorted([old.attempt, new.attempt])
+    assert storage.list_files(old.location)  # still whole for a reader that resolved it before
+    lake.after_publish("churn", START, new.attempt, None, time.time() + lake.RETIRED_SECONDS + 1)
+    assert lake.attempts_of_day("churn", START) == [new.attempt]
+    assert storage.list_tree(lake.retired_folder("churn")) == []
 
 
 def test_training_logs_the_model_through_the_mlflow_server_into_s3(team_setup):

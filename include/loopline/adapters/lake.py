@@ -140,26 +140,30 @@ def retired_folder(model: str) -> str:
     return storage.join(settings.lake_root(), "clean", model, "_retired")
 
 
-def retire(model: str, day: dt.date, folder: str, now: float) -> None:
-    """Note that ``folder`` (an attempt of ``day``) is no longer published, as of ``now``."""
-    note = storage.join(retired_folder(model), f"{day.isoformat()}-{storage.name_of(folder)}")
-    storage.write_bytes(note, f"{now}\n{folder}".encode())
+def _note_name(day: dt.date, folder: str) -> str:
+    return f"{day.isoformat()}-{storage.name_of(folder)}"
+
+
+def retire(model: str, day: dt.date, folder: str) -> None:
+    """Note that ``folder`` (an attempt of ``day``) is no longer published; the note's own
+    time says since when, so a sweep lists the notes and reads only those it removes."""
+    storage.write_bytes(
+        storage.join(retired_folder(model), _note_name(day, folder)), folder.encode()
+    )
 
 
 def sweep_retired(model: str, now: float) -> set[str]:
     """Remove the model's attempts retired more than ``RETIRED_SECONDS`` ago (folder first, then
-    its note: a sweep killed in between finds the note again); returns the folders still kept."""
+    its note: a sweep killed in between finds the note again); returns the notes still kept."""
     kept = set()
     for note in storage.list_tree(retired_folder(model)):
-        found = storage.read_bytes_if_any(note.path)
-        if found is None:  # removed by a concurrent sweep
+        if now - note.modified <= RETIRED_SECONDS:
+            kept.add(storage.name_of(note.path))
             continue
-        since, folder = found.decode().split("\n", 1)
-        if now - float(since) <= RETIRED_SECONDS:
-            kept.add(folder)
-            continue
-        storage.delete_tree(folder)
-        storage.delete(note.path)
+        folder = storage.read_bytes_if_any(note.path)
+        if folder is not None:  # else removed by a concurrent sweep
+            storage.delete_tree(folder.decode())
+            storage.delete(note.path)
     return kept
 
 
@@ -175,11 +179,11 @@ def after_publish(
     published = attempt_folder(model, day, attempt)
     storage.delete_tree(storage.join(published, "_work"))
     if superseded is not None and superseded != published:
-        retire(model, day, superseded, now)
+        retire(model, day, superseded)
     kept = sweep_retired(model, now)
     for other in attempts_of_day(model, day):
         folder = attempt_folder(model, day, other)
-        if other == attempt or folder in kept:
+        if other == attempt or _note_name(day, folder) in kept:
             continue
         age = lease_age(model, day, other, now)
         if age is not None:
